@@ -122,11 +122,22 @@ def save_engine(path: str | Path, engine: Engine) -> None:
         raise EngineFileError(f"cannot write engine file {path}: {exc.strerror}") from None
 
 
-def load_engine(path: str | Path, backend: str | None = None) -> Engine:
-    """Read and verify an engine file; backend, if given, must match the file's."""
+def load_engine(path: str | Path, backend: str | None = None, tensors: bool = True) -> Engine:
+    """Read and verify an engine file; backend, if given, must match the file's.
+
+    tensors=False reads and checks only the preamble and header (for a backend
+    whose native runtime reads and verifies the weights itself).
+    """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        if tensors:
+            data = path.read_bytes()
+        else:
+            with open(path, "rb") as f:
+                data = f.read(PREAMBLE.size)
+                if len(data) == PREAMBLE.size and data[:8] == MAGIC:
+                    data += f.read(PREAMBLE.unpack_from(data)[3])
+            size = path.stat().st_size
     except FileNotFoundError:
         raise EngineFileError(f"no engine file at {path}; build one with builder.py -o {path}") from None
     except IsADirectoryError:
@@ -142,40 +153,40 @@ def load_engine(path: str | Path, backend: str | None = None) -> Engine:
                               f"version {FORMAT_VERSION}; rebuild it with this builder.py")
     hstart = PREAMBLE.size
     dstart = hstart + hsize + _pad(hstart + hsize)
-    if len(data) != dstart + dsize:
+    if (len(data) if tensors else size) != dstart + dsize:
         raise EngineFileError(f"{where}: it is {len(data)} bytes but its preamble says "
                               f"{dstart + dsize} (truncated or appended to)")
-    hbytes = data[hstart:hstart + hsize]
+    hbytes = bytes(data[hstart:hstart + hsize])
     if zlib.crc32(hbytes) != hcrc:
         raise EngineFileError(f"{where}: its header checksum does not match (corrupt file)")
     view = memoryview(data)[dstart:]
-    if zlib.crc32(view) != dcrc:
+    if tensors and zlib.crc32(view) != dcrc:
         raise EngineFileError(f"{where}: its weights checksum does not match (corrupt file)")
     try:
         h = json.loads(hbytes.decode("utf-8"))
         if h["backend"] not in BACKENDS:
             raise EngineFileError(f"{where}: unknown backend {h['backend']!r}")
         cfg = BertConfig.from_dict(h["config"])
-        tensors = {}
-        for t in h["tensors"]:
+        arrays = {}
+        for t in h["tensors"] if tensors else ():
             dt = np.dtype(DTYPES[t["dtype"]])
             count = int(np.prod(t["shape"], dtype=np.int64))
             if count * dt.itemsize != t["nbytes"] or t["offset"] + t["nbytes"] > dsize:
                 raise EngineFileError(f"{where}: tensor {t['name']} lies outside the data")
-            tensors[t["name"]] = np.frombuffer(view, dt, count, t["offset"]).reshape(t["shape"])
+            arrays[t["name"]] = np.frombuffer(view, dt, count, t["offset"]).reshape(t["shape"])
         engine = Engine(
             backend=h["backend"], precision=h["precision"], config=cfg,
             network=Network.from_dict(cfg, h["network"]),
             profiles=tuple(Profile(int(p["batch"]), int(p["seq"])) for p in h["profiles"]),
             vocab=tuple(h["vocab"]), do_lower_case=bool(h["do_lower_case"]),
-            tensors=tensors, backend_info=dict(h.get("backend_info", {})),
+            tensors=arrays, backend_info=dict(h.get("backend_info", {})),
             producer=h.get("producer", ""))
     except EngineFileError:
         raise
     except (KeyError, TypeError, ValueError) as exc:
         raise EngineFileError(f"{where}: its header is malformed ({exc!s})") from None
-    missing = [n for n in engine.network.weight_names() if n not in tensors]
-    if missing:
+    missing = [n for n in engine.network.weight_names() if n not in arrays]
+    if missing and tensors:
         raise EngineFileError(f"{where}: it lacks the weights {', '.join(missing[:4])}")
     if backend is not None and engine.backend != backend:
         raise EngineFileError(f"{path} was built for the {engine.backend} backend, not {backend}; "

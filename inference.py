@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Answer questions about a passage, or a whole SQuAD file, with a BERT QA engine."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("-e", "--engine", help="engine file (default: the shipped MiniLM model)")
+    p.add_argument("--backend", choices=("onnxruntime", "cuda"),
+                   help="backend for the default model (default: cuda where available)")
+    p.add_argument("-p", "--passage", nargs="*", help="passage text")
+    p.add_argument("-pf", "--passage-file", help="file holding the passage (UTF-8)")
+    p.add_argument("-q", "--question", action="append", help="a question (repeatable)")
+    p.add_argument("-qf", "--question-file", help="file with one question per line (UTF-8)")
+    p.add_argument("-sq", "--squad-json", help="SQuAD dataset to answer")
+    p.add_argument("-o", "--output-prediction-file", help="predictions JSON to write (with -sq)")
+    p.add_argument("-v", "--vocab-file", help="override the engine's vocabulary")
+    p.add_argument("-s", "--sequence-length", type=int, default=384, help="max_seq_length")
+    p.add_argument("--doc-stride", type=int, default=128)
+    p.add_argument("--max-query-length", type=int, default=64)
+    p.add_argument("--n-best-size", type=int, default=20)
+    p.add_argument("--max-answer-length", type=int, default=30)
+    p.add_argument("--version-2-with-negative", action="store_true")
+    p.add_argument("--null-score-diff-threshold", type=float, default=0.0)
+    p.add_argument("-b", "--batch-size", type=int, help="windows per engine call")
+    p.add_argument("--json", action="store_true", help="one JSON object per question")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on SQuAD runs")
+    args = p.parse_args(argv)
+    if args.squad_json:
+        if not args.output_prediction_file:
+            p.error("-sq/--squad-json needs -o PREDICTIONS")
+        if args.passage or args.passage_file or args.question or args.question_file:
+            p.error("-sq/--squad-json reads passages and questions from the dataset")
+    elif not (args.passage or args.passage_file):
+        p.error("give a passage with -p TEXT or -pf FILE, or a dataset with -sq FILE")
+    elif not (args.question or args.question_file) and not sys.stdin.isatty():
+        p.error("give a question with -q TEXT or -qf FILE")
+    return args
+
+
+def read_text(path: str, what: str) -> str:
+    from helpers.errors import UserError
+
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"no {what} file at {path}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{what} file {path} is not UTF-8 text (byte {exc.start}); "
+                        "convert it with iconv -t UTF-8") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {what} file {path}: {exc.strerror}") from None
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from helpers.qa import Answerer, QAConfig
+    from helpers.runtime import open_engine
+
+    if args.engine:
+        engine_path = args.engine
+    else:
+        from helpers.default_model import default_engine_path
+
+        engine_path = default_engine_path(args.backend, verbose=not args.json)
+    runner = open_engine(engine_path)
+    vocab = None
+    if args.vocab_file:
+        from helpers.tokenization import check_vocab, read_vocab
+
+        vocab = read_vocab(args.vocab_file)
+        check_vocab(vocab, runner.engine.config.vocab_size)
+    cfg = QAConfig(args.sequence_length, args.doc_stride, args.max_query_length, args.n_best_size,
+                   args.max_answer_length, args.version_2_with_negative,
+                   args.null_score_diff_threshold, args.batch_size)
+    answerer = Answerer(runner, cfg, vocab=vocab)
+    if args.squad_json:
+        return answer_squad(answerer, args)
+    passage = " ".join(args.passage) if args.passage else read_text(args.passage_file, "passage")
+    questions = list(args.question or [])
+    if args.question_file:
+        questions += [q for q in read_text(args.question_file, "question").splitlines() if q.strip()]
+    if not questions:
+        return interactive(answerer, passage, args.json)
+    for result in answerer.answer(passage, questions):
+        show(result, args.json)
+    return 0
+
+
+def show(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(f"Question: {result['question']}")
+        print(f"Answer: {result['answer']!r}")
+        print(f"With probability: {100 * result['probability']:.2f}%  "
+              f"(characters {result['start']}..{result['end']})")
+
+
+def interactive(answerer, passage: str, as_json: bool) -> int:
+    from helpers.errors import UserError
+
+    print("Ask questions about the passage (an empty line or Ctrl-D ends).")
+    while True:
+        try:
+            question = input("Question: ").strip()
+        except EOFError:
+            return 0
+        if not question:
+            return 0
+        try:
+            show(answerer.answer(passage, [question])[0], as_json)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+
+
+def answer_squad(answerer, args) -> int:
+    from tqdm import tqdm
+
+    from helpers.squad_features import read_squad_examples
+
+    examples = read_squad_examples(args.squad_json, is_training=False,
+                                   version_2_with_negative=args.version_2_with_negative)
+    bar = None if args.no_progress else (lambda n: tqdm(total=n, unit="window", file=sys.stderr))
+    predictions, _, timings = answerer.predict(examples, bar)
+    try:
+        Path(args.output_prediction_file).write_text(json.dumps(predictions, ensure_ascii=False, indent=1),
+                                                     encoding="utf-8")
+    except OSError as exc:
+        from helpers.errors import UserError
+
+        raise UserError(f"cannot write {args.output_prediction_file}: {exc.strerror}") from None
+    n = timings["num_features"]
+    print(f"{len(examples)} questions, {n} windows: features {timings['features_ms'] / 1e3:.1f} s, "
+          f"inference {timings['inference_ms'] / 1e3:.1f} s "
+          f"({n / max(timings['inference_ms'] / 1e3, 1e-9):.1f} windows/s), "
+          f"post-processing {timings['postprocess_ms'] / 1e3:.1f} s; "
+          f"wrote {args.output_prediction_file}")
+    return 0
+
+
+if __name__ == "__main__":
+    from helpers.errors import run_main
+
+    run_main(main)

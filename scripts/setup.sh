@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Set up this checkout on a fresh machine: a virtual environment in .venv with the
+# dependencies, and the native parts built with CMake (the CUDA engine only where
+# nvcc is present; elsewhere a one-line message and the CPU path alone).
+# Usage: scripts/setup.sh [--test]    (--test adds the test-only dependencies)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+requirements=requirements.txt
+[ "${1:-}" = "--test" ] && requirements=requirements-test.txt
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -r "$requirements"
+if command -v nvcc >/dev/null 2>&1; then
+    # cuBLASLt's headers and libraries for the CUDA engine, where the toolkit lacks them.
+    .venv/bin/python -m pip install -q --disable-pip-version-check nvidia-cublas
+fi
+bash scripts/build_native.sh
