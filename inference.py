@@ -23,7 +23,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("-o", "--output-prediction-file", help="predictions JSON to write (with -sq)")
     p.add_argument("-v", "--vocab-file", help="override the engine's vocabulary")
     p.add_argument("-s", "--sequence-length", type=int, default=384, help="max_seq_length")
-    p.add_argument("--doc-stride", type=int, default=128)
+    p.add_argument("--doc-stride", type=int, help="window stride (default 128, or less if a window holds less)")
     p.add_argument("--max-query-length", type=int, default=64)
     p.add_argument("--n-best-size", type=int, default=20)
     p.add_argument("--max-answer-length", type=int, default=30)

@@ -32,7 +32,8 @@ def random_batch(rng, batch: int, seq: int, vocab_size: int):
     """Valid random inputs (never zeros): [CLS] tokens [SEP] ..., two segments, no padding."""
     import numpy as np
 
-    ids = rng.integers(999, vocab_size, size=(batch, seq), dtype=np.int32)
+    low = 999 if vocab_size > 2000 else 0  # past BERT's special and unused tokens
+    ids = rng.integers(low, vocab_size, size=(batch, seq), dtype=np.int32)
     ids[:, 0] = 101 if vocab_size > 102 else 1
     seg = np.zeros((batch, seq), np.int32)
     seg[:, seq // 4:] = 1

@@ -16,7 +16,7 @@ from helpers.tokenization import load_tokenizer
 @dataclass(frozen=True)
 class QAConfig:
     max_seq_length: int = 384
-    doc_stride: int = 128
+    doc_stride: int | None = None  # default: 128, or what fits in a window if that is less
     max_query_length: int = 64
     n_best_size: int = 20
     max_answer_length: int = 30
@@ -43,7 +43,10 @@ class Answerer:
         self.batch_size = cfg.batch_size or largest
         self.do_lower_case = engine.do_lower_case if do_lower_case is None else do_lower_case
         self.tokenizer = load_tokenizer(list(vocab or engine.vocab), self.do_lower_case)
-        self.features_cfg = FeatureConfig(cfg.max_seq_length, cfg.doc_stride, cfg.max_query_length)
+        stride = cfg.doc_stride
+        if stride is None:
+            stride = max(1, min(128, cfg.max_seq_length - cfg.max_query_length - 3))
+        self.features_cfg = FeatureConfig(cfg.max_seq_length, stride, cfg.max_query_length)
 
     def infer(self, features, progress=None) -> tuple[dict, float]:
         """Run every feature through the engine; unique_id -> (start_logits, end_logits), seconds."""

@@ -10,4 +10,4 @@ def summarize(latencies_ms: list[float], batch: int) -> dict:
         from helpers import _timing_stats
     except ImportError:
         raise UserError("the native helpers are not built; run scripts/setup.sh") from None
-    return dict(_timing_stats.summarize(list(latencies_ms), int(batch)))
+    return dict(_timing_stats.compute(list(latencies_ms), int(batch)))

@@ -64,7 +64,8 @@ def test_builder_errors(model_dir, tmp_path):
 
 def test_inference_answers(engine):
     passage = "Paris is the capital of France. The Eiffel tower was built in 1889."
-    proc = run("inference.py", "-e", engine, "-s", "64", "-p", passage, "-q", "what is the capital?",
+    proc = run("inference.py", "-e", engine, "-s", "64", "--max-query-length", "16", "-p", passage,
+               "-q", "what is the capital?",
                "-q", "when was the tower built?", "--json")
     results = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["question"] for r in results] == ["what is the capital?", "when was the tower built?"]
@@ -73,9 +74,9 @@ def test_inference_answers(engine):
 
 
 def test_inference_bad_input(engine, tmp_path):
-    assert_user_error(run("inference.py", "-e", engine, "-s", "64", "-p", "   ", "-q", "why?",
+    assert_user_error(run("inference.py", "-e", engine, "-s", "64", "--max-query-length", "16", "-p", "   ", "-q", "why?",
                           check=False), "passage")
-    assert_user_error(run("inference.py", "-e", engine, "-s", "64", "-p", "Some text.", "-q", " ",
+    assert_user_error(run("inference.py", "-e", engine, "-s", "64", "--max-query-length", "16", "-p", "Some text.", "-q", " ",
                           check=False), "question")
     assert_user_error(run("inference.py", "-e", tmp_path / "none.engine", "-p", "a", "-q", "b",
                           check=False), "no engine file")
@@ -84,13 +85,13 @@ def test_inference_bad_input(engine, tmp_path):
     assert_user_error(run("inference.py", "-e", junk, "-p", "a", "-q", "b", check=False), "not a usable engine")
     latin1 = tmp_path / "passage.txt"
     latin1.write_bytes("Caf\xe9 au lait".encode("latin-1"))
-    assert_user_error(run("inference.py", "-e", engine, "-s", "64", "-pf", latin1, "-q", "what?",
+    assert_user_error(run("inference.py", "-e", engine, "-s", "64", "--max-query-length", "16", "-pf", latin1, "-q", "what?",
                           check=False), "not UTF-8")
     assert_user_error(run("inference.py", "-e", engine, "-s", "384", "-p", "a b", "-q", "b?",
                           check=False), "sequence length 384")
     bad_squad = tmp_path / "squad.json"
     bad_squad.write_text(json.dumps({"data": [{"paragraphs": [{"qas": [{"id": "x"}]}]}]}))
-    assert_user_error(run("inference.py", "-e", engine, "-s", "64", "-sq", bad_squad, "-o",
+    assert_user_error(run("inference.py", "-e", engine, "-s", "64", "--max-query-length", "16", "-sq", bad_squad, "-o",
                           tmp_path / "p.json", check=False), "context|field")
 
 
@@ -100,7 +101,7 @@ def test_inference_long_question_and_huge_passage(engine, tmp_path):
     passage = tmp_path / "huge.txt"
     passage.write_text(" ".join(words), encoding="utf-8")
     long_q = "what " * 300 + "year?"
-    proc = run("inference.py", "-e", engine, "-s", "128", "--doc-stride", "100", "-pf", passage,
+    proc = run("inference.py", "-e", engine, "-s", "128", "--doc-stride", "48", "-pf", passage,
                "-q", long_q, "--json", timeout=600)
     r = json.loads(proc.stdout.splitlines()[0])
     text = passage.read_text(encoding="utf-8")
