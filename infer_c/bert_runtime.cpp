@@ -1,0 +1,580 @@
+#include "bert_runtime.h"
+
+#include <algorithm>
+#include <cstring>
+#include <iostream>
+#include <set>
+
+#include "bert_plugins.h"
+#include "kernels.h"
+
+namespace bertqa {
+
+// One op of the network, resolved against the engine's weights and activation widths.
+struct BertRuntime::Step {
+    enum class Kind { kEmbed, kLinear, kAttention, kSkipLayerNorm } kind = Kind::kEmbed;
+    std::string in0, in1, out;  // activation names
+    std::vector<std::string> weights;
+    // linear
+    int n = 0, k = 0;
+    GemmEpilogue epilogue = GemmEpilogue::kBias;
+    bool plugin_gelu = false;  // GEMM without bias, then plugins' bias_gelu (erf)
+    bool to_output = false;    // the network output: extract [T, 2] float32 logits
+    int linear_index = -1;
+    // attention
+    int heads = 0, head_size = 0;
+    float scale = 1.f;
+    // layer norms
+    int width = 0;
+    float eps = 1e-12f;
+};
+
+struct BertRuntime::ShapeState {
+    size_t profile = 0;
+    std::vector<GemmPlan> gemms;  // one per linear step
+    bool ran_eager = false;
+    GraphExec graph;
+};
+
+namespace {
+
+const char* const kInputIds = "input_ids";
+const char* const kSegmentIds = "segment_ids";
+const char* const kInputMask = "input_mask";
+
+std::string engine_problem(const std::string& path, const std::string& what) {
+    return path + " is not a usable engine file: " + what + "; rebuild it with builder.py --backend cuda";
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Construction
+// ---------------------------------------------------------------------------------------------
+BertRuntime::BertRuntime(const std::string& engine_path, bool enable_graph)
+    : path_(engine_path), enable_graph_(enable_graph) {
+    EngineFile engine = read_engine_file(engine_path, "cuda");
+    device_ = current_device_info();  // DeviceError without a GPU
+    check_engine_arch(engine, device_.sm, device_.name);
+    if (engine.precision != "fp32" && engine.precision != "fp16")
+        throw EngineFileError(engine_problem(path_, "its precision '" + engine.precision + "' is not fp32 or fp16"));
+    precision_ = engine.precision;
+    half_ = precision_ == "fp16";
+    config_ = engine.config;
+    profiles_ = engine.profiles;
+    header_json_ = engine.header_text;
+    for (const auto& p : profiles_) {
+        if (p.seq > config_.max_position_embeddings)
+            throw EngineFileError(engine_problem(path_, "profile sequence length " + std::to_string(p.seq) +
+                                                            " exceeds max_position_embeddings " +
+                                                            std::to_string(config_.max_position_embeddings)));
+        max_batch_ = std::max(max_batch_, p.batch);
+        if (int64_t(p.batch) * p.seq > (int64_t(1) << 24))
+            throw EngineFileError(engine_problem(path_, "profile B=" + std::to_string(p.batch) + " S=" +
+                                                            std::to_string(p.seq) + " is too large (over 16M tokens)"));
+        max_tokens_ = std::max(max_tokens_, p.batch * p.seq);
+    }
+    const json::Value& bi = engine.backend_info;
+    if (const json::Value* ws = bi.find("workspace_bytes"))
+        if (ws->is_integer() && ws->as_int() > 0) workspace_bytes_ = size_t(ws->as_int());
+    if (const json::Value* v = bi.find("cublaslt_version"))
+        if (v->is_integer()) built_cublaslt_ = std::to_string(v->as_int());
+
+    build_steps(engine);
+
+    stream_ = std::make_unique<Stream>();
+    lt_ = std::make_unique<LtHandle>();
+
+    // Weights: the data section as one allocation (tensors keep their 256-byte aligned offsets).
+    weights_.reset(engine.data.size(), "the engine's weights");
+    BERTQA_CUDA_CHECK(cudaMemcpy(weights_.get(), engine.data.data(), engine.data.size(), cudaMemcpyHostToDevice));
+    for (const auto& t : engine.tensors) weight_ptr_[t.name] = weights_.as<uint8_t>() + t.offset;
+    engine.data.clear();
+    engine.data.shrink_to_fit();
+
+    // Stored GEMM algorithms.
+    if (const json::Value* algos = bi.find("gemm_algos")) {
+        try {
+            for (const auto& a : algos->as_array("gemm_algos")) {
+                std::vector<int64_t> ints;
+                for (const auto& x : a.get_array("algo")) ints.push_back(x.as_int("algo"));
+                const auto key = std::make_tuple(int(a.get_int("profile")), int(a.get_int("n")), int(a.get_int("k")),
+                                                 int(gemm_epilogue_from_string(a.get_string("epilogue"))));
+                stored_algos_[key] = GemmAlgoConfig::from_ints(ints);
+            }
+        } catch (const std::exception& ex) {
+            throw EngineFileError(engine_problem(path_, std::string("its GEMM algorithms are malformed (") + ex.what() + ")"));
+        }
+    }
+
+    plan_buffers();
+    workspace_.reset(workspace_bytes_, "the GEMM workspace");
+    const size_t io_ints = 2 * size_t(max_tokens_) + size_t(max_batch_);
+    dev_io_.reset(io_ints * sizeof(int32_t), "the input ids");
+    dev_logits_.reset(size_t(max_tokens_) * 2 * sizeof(float), "the logits");
+    host_in_ = PinnedBuffer(io_ints * sizeof(int32_t));
+    host_logits_ = PinnedBuffer(size_t(max_tokens_) * 2 * sizeof(float));
+}
+
+BertRuntime::~BertRuntime() {
+    if (stream_) cudaStreamSynchronize(stream_->get());
+}
+
+void BertRuntime::build_steps(const EngineFile& engine) {
+    const std::vector<std::string> want_inputs = {kInputIds, kSegmentIds, kInputMask};
+    if (engine.inputs != want_inputs)
+        throw EngineFileError(engine_problem(path_, "its network inputs are not input_ids, segment_ids, input_mask"));
+    const ModelConfig& c = config_;
+    const TensorDType wdt = half_ ? TensorDType::kFloat16 : TensorDType::kFloat32;
+    const json::Value& bi = engine.backend_info;
+    std::string gelu_mode = "plugin";
+    if (const json::Value* g = bi.find("gelu"))
+        if (g->is_string()) gelu_mode = g->as_string();
+    if (gelu_mode != "plugin" && gelu_mode != "epilogue")
+        throw EngineFileError(engine_problem(path_, "backend_info.gelu must be 'plugin' or 'epilogue'"));
+
+    auto weight = [&](const std::string& name, std::vector<int64_t> shape) {
+        const TensorEntry& t = engine.tensor(name);
+        if (t.dtype != wdt)
+            throw EngineFileError(engine_problem(path_, "tensor " + name + " is " + dtype_name(t.dtype) + " but the engine is " + precision_));
+        if (!shape.empty()) {
+            bool ok = t.shape.size() == shape.size();
+            for (size_t i = 0; ok && i < shape.size(); ++i) ok = shape[i] < 0 || t.shape[i] == shape[i];
+            if (!ok) throw EngineFileError(engine_problem(path_, "tensor " + name + " has an unexpected shape"));
+        }
+        return t;
+    };
+    auto width_of = [&](const std::string& act) {
+        auto it = act_width_.find(act);
+        if (it == act_width_.end())
+            throw EngineFileError(engine_problem(path_, "activation '" + act + "' is used before it is computed"));
+        return it->second;
+    };
+    auto define = [&](const std::string& act, int width) {
+        if (act == kInputIds || act == kSegmentIds || act == kInputMask || act_width_.count(act))
+            throw EngineFileError(engine_problem(path_, "activation '" + act + "' is defined twice"));
+        act_width_[act] = width;
+    };
+
+    int linears = 0;
+    bool output_seen = false;
+    try {
+        for (const OpDesc& op : engine.ops) {
+            Step s;
+            s.out = op.output;
+            s.weights = op.weights;
+            if (op.kind == "embed_layernorm") {
+                if (op.inputs.size() != 2 || op.inputs[0] != kInputIds || op.inputs[1] != kSegmentIds ||
+                    op.weights.size() != 5)
+                    throw EngineFileError(engine_problem(path_, "embed_layernorm must read input_ids and segment_ids with 5 weights"));
+                s.kind = Step::Kind::kEmbed;
+                s.width = c.hidden_size;
+                weight(op.weights[0], {c.vocab_size, c.hidden_size});
+                weight(op.weights[1], {-1, c.hidden_size});
+                weight(op.weights[2], {c.type_vocab_size, c.hidden_size});
+                weight(op.weights[3], {c.hidden_size});
+                weight(op.weights[4], {c.hidden_size});
+                if (engine.tensor(op.weights[1]).shape[0] < engine.config.max_position_embeddings)
+                    throw EngineFileError(engine_problem(path_, "the position table is shorter than max_position_embeddings"));
+                s.eps = float(op.attrs.get_double("eps"));
+                define(s.out, s.width);
+            } else if (op.kind == "linear") {
+                if (op.inputs.size() != 1 || op.weights.size() != 2)
+                    throw EngineFileError(engine_problem(path_, "linear must have one input and two weights"));
+                s.kind = Step::Kind::kLinear;
+                s.in0 = op.inputs[0];
+                const TensorEntry& w = weight(op.weights[0], {});
+                if (w.shape.size() != 2) throw EngineFileError(engine_problem(path_, op.weights[0] + " is not a matrix"));
+                s.n = int(w.shape[0]);
+                s.k = int(w.shape[1]);
+                if (s.k != width_of(s.in0))
+                    throw EngineFileError(engine_problem(path_, op.weights[0] + " does not match its input's width"));
+                weight(op.weights[1], {s.n});
+                const std::string act = op.attrs.get_string("activation");
+                if (act == "none") {
+                    s.epilogue = GemmEpilogue::kBias;
+                } else if (act == "gelu_tanh" || (act == "gelu" && gelu_mode == "epilogue")) {
+                    s.epilogue = GemmEpilogue::kGeluBias;
+                } else if (act == "gelu") {
+                    s.epilogue = GemmEpilogue::kNone;
+                    s.plugin_gelu = true;
+                } else {
+                    throw EngineFileError(engine_problem(path_, "unknown linear activation '" + act + "'"));
+                }
+                s.to_output = s.out == engine.output;
+                if (s.to_output) {
+                    if (s.n < 2 || act != "none")
+                        throw EngineFileError(engine_problem(path_, "the output linear must give 2 logits per token"));
+                    output_seen = true;
+                }
+                s.linear_index = linears++;
+                define(s.out, s.n);
+            } else if (op.kind == "attention") {
+                if (op.inputs.size() != 2 || op.inputs[1] != kInputMask || !op.weights.empty())
+                    throw EngineFileError(engine_problem(path_, "attention must read (qkv, input_mask)"));
+                s.kind = Step::Kind::kAttention;
+                s.in0 = op.inputs[0];
+                s.heads = int(op.attrs.get_int("num_heads"));
+                s.head_size = int(op.attrs.get_int("head_size"));
+                s.scale = float(op.attrs.get_double("scale"));
+                if (s.heads < 1 || s.head_size < 1 || width_of(s.in0) != 3 * s.heads * s.head_size)
+                    throw EngineFileError(engine_problem(path_, "attention heads do not match the QKV width"));
+                if (s.head_size != 32 && s.head_size != 64 && s.head_size != 128)
+                    throw EngineFileError(path_ + " has attention head size " + std::to_string(s.head_size) +
+                                          "; the CUDA engine supports head sizes 32, 64 and 128 (use --backend onnxruntime)");
+                define(s.out, s.heads * s.head_size);
+            } else {  // skip_layernorm
+                if (op.inputs.size() != 2 || op.weights.size() != 2)
+                    throw EngineFileError(engine_problem(path_, "skip_layernorm must have two inputs and two weights"));
+                s.kind = Step::Kind::kSkipLayerNorm;
+                s.in0 = op.inputs[0];
+                s.in1 = op.inputs[1];
+                s.width = width_of(s.in0);
+                if (width_of(s.in1) != s.width)
+                    throw EngineFileError(engine_problem(path_, "skip_layernorm inputs differ in width"));
+                weight(op.weights[0], {s.width});
+                weight(op.weights[1], {s.width});
+                s.eps = float(op.attrs.get_double("eps"));
+                define(s.out, s.width);
+            }
+            steps_.push_back(std::move(s));
+        }
+    } catch (const json::TypeError& ex) {
+        throw EngineFileError(engine_problem(path_, std::string("an op's attributes are malformed (") + ex.what() + ")"));
+    }
+    if (!output_seen)
+        throw EngineFileError(engine_problem(path_, "no linear op computes the output '" + engine.output + "'"));
+}
+
+// Greedy buffer sharing: walk the ops in order; an op's output takes the smallest free buffer
+// that holds it (else a new one), allocated before the op's dying inputs are released, so an
+// output never aliases an input of the same op.
+void BertRuntime::plan_buffers() {
+    const size_t elem = half_ ? 2 : 4;
+    std::map<std::string, size_t> last_use;
+    for (size_t i = 0; i < steps_.size(); ++i) {
+        for (const std::string* in : {&steps_[i].in0, &steps_[i].in1})
+            if (!in->empty() && act_width_.count(*in)) last_use[*in] = i;
+        last_use.emplace(steps_[i].out, i);  // an unused output dies at once
+    }
+    std::vector<size_t> capacity;  // bytes of each buffer
+    std::vector<bool> busy;
+    for (size_t i = 0; i < steps_.size(); ++i) {
+        const Step& s = steps_[i];
+        const size_t need = size_t(max_tokens_) * size_t(act_width_.at(s.out)) * elem;
+        int pick = -1;
+        for (size_t b = 0; b < capacity.size(); ++b)
+            if (!busy[b] && capacity[b] >= need && (pick < 0 || capacity[b] < capacity[size_t(pick)])) pick = int(b);
+        if (pick < 0) {
+            // Grow the largest free buffer rather than add one, if there is a free one.
+            for (size_t b = 0; b < capacity.size(); ++b)
+                if (!busy[b] && (pick < 0 || capacity[b] > capacity[size_t(pick)])) pick = int(b);
+            if (pick < 0) {
+                capacity.push_back(0);
+                busy.push_back(false);
+                pick = int(capacity.size() - 1);
+            }
+            capacity[size_t(pick)] = need;
+        }
+        busy[size_t(pick)] = true;
+        act_buffer_[s.out] = pick;
+        for (const std::string* in : {&s.in0, &s.in1, &s.out})
+            if (!in->empty() && act_buffer_.count(*in) && last_use.at(*in) == i) busy[size_t(act_buffer_.at(*in))] = false;
+    }
+    buffers_.clear();
+    for (size_t b = 0; b < capacity.size(); ++b)
+        buffers_.emplace_back(capacity[b], "activations (largest profile: " + std::to_string(max_tokens_) + " tokens)");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inputs
+// ---------------------------------------------------------------------------------------------
+void BertRuntime::check_inputs(const int32_t* ids, const int32_t* segs, const int32_t* mask, int batch,
+                               int seq) const {
+    if (batch < 1 || seq < 1)
+        throw UserError("batch and sequence length must be >= 1, got batch " + std::to_string(batch) +
+                        " and sequence length " + std::to_string(seq));
+    EngineFile dummy;  // profile lookup shares EngineFile's wording
+    dummy.profiles = profiles_;
+    dummy.profile_for(batch, seq);
+    if (!ids || !segs || !mask) throw UserError("input_ids, segment_ids and input_mask must all be given");
+    const int vocab = config_.vocab_size, types = config_.type_vocab_size;
+    for (int b = 0; b < batch; ++b) {
+        const size_t row = size_t(b) * size_t(seq);
+        int len = 0;
+        bool ended = false;
+        for (int s = 0; s < seq; ++s) {
+            const int32_t id = ids[row + s], sg = segs[row + s], m = mask[row + s];
+            if (id < 0 || id >= vocab)
+                throw UserError("input_ids[" + std::to_string(b) + "][" + std::to_string(s) + "] = " + std::to_string(id) +
+                                " is outside the vocabulary [0, " + std::to_string(vocab) +
+                                "); tokenize with the engine's own vocabulary");
+            if (sg < 0 || sg >= types)
+                throw UserError("segment_ids[" + std::to_string(b) + "][" + std::to_string(s) + "] = " + std::to_string(sg) +
+                                " must be in [0, " + std::to_string(types) + ") (0 for the question, 1 for the passage)");
+            if (m != 0 && m != 1)
+                throw UserError("input_mask[" + std::to_string(b) + "][" + std::to_string(s) + "] = " + std::to_string(m) +
+                                "; the mask holds 1 for tokens and 0 for padding");
+            if (m == 1) {
+                if (ended)
+                    throw UserError("input_mask row " + std::to_string(b) + " has a 1 at position " + std::to_string(s) +
+                                    " after padding; the mask must be ones then zeros (pad at the end)");
+                ++len;
+            } else {
+                ended = true;
+            }
+        }
+        if (len == 0)
+            throw UserError("input_mask row " + std::to_string(b) +
+                            " is all zeros; every sequence needs at least its [CLS] token");
+    }
+}
+
+void BertRuntime::stage_inputs(const int32_t* ids, const int32_t* segs, const int32_t* mask, int batch, int seq) {
+    const size_t T = size_t(batch) * size_t(seq);
+    int32_t* h = host_in_.as<int32_t>();
+    std::memcpy(h, ids, T * sizeof(int32_t));
+    std::memcpy(h + T, segs, T * sizeof(int32_t));
+    for (int b = 0; b < batch; ++b) {
+        const int32_t* m = mask + size_t(b) * seq;
+        int len = 0;
+        while (len < seq && m[len] == 1) ++len;
+        h[2 * T + size_t(b)] = len;
+    }
+    BERTQA_CUDA_CHECK(cudaMemcpyAsync(dev_io_.get(), h, (2 * T + size_t(batch)) * sizeof(int32_t),
+                                      cudaMemcpyHostToDevice, stream_->get()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Execution
+// ---------------------------------------------------------------------------------------------
+BertRuntime::ShapeState& BertRuntime::shape_state(int batch, int seq) {
+    const auto key = std::make_pair(batch, seq);
+    auto it = shapes_.find(key);
+    if (it != shapes_.end()) return *it->second;
+    EngineFile lookup;
+    lookup.profiles = profiles_;
+    auto st = std::make_unique<ShapeState>();
+    st->profile = lookup.profile_for(batch, seq);
+    const GemmDType dt = half_ ? GemmDType::kFloat16 : GemmDType::kFloat32;
+    for (const Step& s : steps_) {
+        if (s.kind != Step::Kind::kLinear) continue;
+        GemmShape shape{batch * seq, s.n, s.k, dt, s.epilogue};
+        GemmPlan plan(*lt_, shape);
+        const auto key4 = std::make_tuple(int(st->profile), s.n, s.k, int(s.epilogue));
+        auto a = stored_algos_.find(key4);
+        if (a == stored_algos_.end() || !plan.set_algo(a->second, workspace_bytes_)) {
+            if (a != stored_algos_.end() && gemm_fallbacks_++ == 0)
+                std::cerr << "warning: cuBLASLt " << cublaslt_version() << " rejects a GEMM algorithm stored in "
+                          << path_ << " (built with cuBLASLt " << (built_cublaslt_.empty() ? "?" : built_cublaslt_)
+                          << "); using its heuristic instead. Rebuild the engine for full speed.\n";
+            plan.set_heuristic_algo(workspace_bytes_);
+        }
+        if (s.epilogue != GemmEpilogue::kNone) plan.set_bias(weight_ptr_.at(s.weights[1]));
+        st->gemms.push_back(std::move(plan));
+    }
+    return *shapes_.emplace(key, std::move(st)).first->second;
+}
+
+void BertRuntime::enqueue_ops(ShapeState& st, int batch, int seq) {
+    cudaStream_t stream = stream_->get();
+    const int T = batch * seq;
+    const DType dt = half_ ? DType::kFloat16 : DType::kFloat32;
+    const int32_t* ids = dev_io_.as<int32_t>();
+    const int32_t* segs = ids + T;
+    const int32_t* seqlens = ids + 2 * size_t(T);
+    auto act = [&](const std::string& name) { return buffers_[size_t(act_buffer_.at(name))].get(); };
+    auto w = [&](const Step& s, size_t i) { return weight_ptr_.at(s.weights[i]); };
+
+    for (const Step& s : steps_) {
+        switch (s.kind) {
+            case Step::Kind::kEmbed: {
+                EmbedLayerNormParams p{};
+                p.dtype = dt;
+                p.input_ids = ids;
+                p.segment_ids = segs;
+                p.word = w(s, 0);
+                p.position = w(s, 1);
+                p.token_type = w(s, 2);
+                p.gamma = w(s, 3);
+                p.beta = w(s, 4);
+                p.out = act(s.out);
+                p.tokens = T;
+                p.seq = seq;
+                p.batch = batch;
+                p.cu_seqlens = nullptr;
+                p.hidden = s.width;
+                p.eps = s.eps;
+                embed_layernorm(p, stream);
+                break;
+            }
+            case Step::Kind::kLinear: {
+                void* y = act(s.out);
+                st.gemms[size_t(s.linear_index)].run(w(s, 0), act(s.in0), y, workspace_.get(), workspace_bytes_, stream);
+                if (s.plugin_gelu) {
+                    BiasGeluParams p{};
+                    p.dtype = dt;
+                    p.x = y;
+                    p.bias = w(s, 1);
+                    p.tokens = T;
+                    p.width = s.n;
+                    p.tanh_approximation = false;
+                    bias_gelu(p, stream);
+                }
+                if (s.to_output) extract_logits(y, s.n, half_, dev_logits_.as<float>(), T, stream);
+                break;
+            }
+            case Step::Kind::kAttention: {
+                AttentionParams p{};
+                p.dtype = dt;
+                p.qkv = act(s.in0);
+                p.out = act(s.out);
+                p.batch = batch;
+                p.heads = s.heads;
+                p.head_size = s.head_size;
+                p.seq = seq;
+                p.seqlens = seqlens;
+                p.cu_seqlens = nullptr;
+                p.scale = s.scale;
+                attention(p, stream);
+                break;
+            }
+            case Step::Kind::kSkipLayerNorm: {
+                SkipLayerNormParams p{};
+                p.dtype = dt;
+                p.x = act(s.in0);
+                p.residual = act(s.in1);
+                p.bias = nullptr;
+                p.gamma = w(s, 0);
+                p.beta = w(s, 1);
+                p.out = act(s.out);
+                p.tokens = T;
+                p.hidden = s.width;
+                p.eps = s.eps;
+                skip_layernorm(p, stream);
+                break;
+            }
+        }
+    }
+}
+
+void BertRuntime::forward(int batch, int seq) {
+    ShapeState& st = shape_state(batch, seq);
+    if (!enable_graph_ || !st.ran_eager) {
+        // Eager: always without graphs; with graphs, the first pass of a shape (it also settles
+        // any lazy initialisation of the kernels before capture).
+        enqueue_ops(st, batch, seq);
+        st.ran_eager = true;
+        return;
+    }
+    if (!st.graph) {
+        cudaStream_t stream = stream_->get();
+        BERTQA_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+        cudaGraph_t raw = nullptr;
+        try {
+            enqueue_ops(st, batch, seq);
+        } catch (const std::exception& ex) {
+            cudaStreamEndCapture(stream, &raw);
+            if (raw) cudaGraphDestroy(raw);
+            cudaGetLastError();
+            throw std::runtime_error(std::string("CUDA graph capture failed (") + ex.what() +
+                                     "); run with graphs disabled (enable_graph=False) and report this");
+        }
+        BERTQA_CUDA_CHECK(cudaStreamEndCapture(stream, &raw));
+        Graph graph(raw);
+        st.graph = GraphExec(graph);
+    }
+    st.graph.launch(stream_->get());
+}
+
+void BertRuntime::run(const int32_t* ids, const int32_t* segs, const int32_t* mask, int batch, int seq, float* out) {
+    std::lock_guard<std::mutex> lock(mu_);
+    check_inputs(ids, segs, mask, batch, seq);
+    if (!out) throw UserError("no output array given");
+    stage_inputs(ids, segs, mask, batch, seq);
+    staged_shape_ = {batch, seq};
+    forward(batch, seq);
+    const size_t n = size_t(batch) * size_t(seq) * 2;
+    BERTQA_CUDA_CHECK(cudaMemcpyAsync(host_logits_.get(), dev_logits_.get(), n * sizeof(float), cudaMemcpyDeviceToHost,
+                                      stream_->get()));
+    stream_->synchronize();
+    std::memcpy(out, host_logits_.get(), n * sizeof(float));
+}
+
+void BertRuntime::set_inputs(const int32_t* ids, const int32_t* segs, const int32_t* mask, int batch, int seq) {
+    std::lock_guard<std::mutex> lock(mu_);
+    check_inputs(ids, segs, mask, batch, seq);
+    stage_inputs(ids, segs, mask, batch, seq);
+    stream_->synchronize();
+    staged_shape_ = {batch, seq};
+}
+
+void BertRuntime::enqueue_forward(int batch, int seq) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (staged_shape_ != std::make_pair(batch, seq))
+        throw UserError("no inputs of batch " + std::to_string(batch) + " x sequence length " + std::to_string(seq) +
+                        " were set; call set_inputs with that shape first");
+    forward(batch, seq);
+}
+
+void BertRuntime::copy_logits(int batch, int seq, float* out) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (staged_shape_ != std::make_pair(batch, seq))
+        throw UserError("the last inputs were not of batch " + std::to_string(batch) + " x sequence length " +
+                        std::to_string(seq));
+    const size_t n = size_t(batch) * size_t(seq) * 2;
+    BERTQA_CUDA_CHECK(cudaMemcpyAsync(host_logits_.get(), dev_logits_.get(), n * sizeof(float), cudaMemcpyDeviceToHost,
+                                      stream_->get()));
+    stream_->synchronize();
+    std::memcpy(out, host_logits_.get(), n * sizeof(float));
+}
+
+std::pair<int, int> BertRuntime::input_shape(const std::vector<int64_t>& ids, const std::vector<int64_t>& segs,
+                                             const std::vector<int64_t>& mask) {
+    auto text = [](const std::vector<int64_t>& s) {
+        std::string t = "(";
+        for (size_t i = 0; i < s.size(); ++i) t += (i ? ", " : "") + std::to_string(s[i]);
+        return t + (s.size() == 1 ? ",)" : ")");
+    };
+    if (ids.size() != 2)
+        throw UserError("input_ids must be a 2-D [batch, seq] array, got shape " + text(ids));
+    if (segs != ids || mask != ids)
+        throw UserError("input_ids, segment_ids and input_mask must have the same shape, got " + text(ids) + ", " +
+                        text(segs) + " and " + text(mask));
+    if (ids[0] < 1 || ids[1] < 1 || ids[0] > INT32_MAX || ids[1] > INT32_MAX)
+        throw UserError("input arrays must have at least one sequence of at least one token, got shape " + text(ids));
+    return {int(ids[0]), int(ids[1])};
+}
+
+std::vector<double> BertRuntime::time_forward(int batch, int seq, int iterations, int warmup) {
+    if (iterations < 1) throw UserError("iterations must be >= 1, got " + std::to_string(iterations));
+    if (warmup < 0) throw UserError("warm-up iterations must be >= 0, got " + std::to_string(warmup));
+    // At least the passes that settle a shape: the eager first pass and, with graphs, the capture.
+    const int passes = std::max(warmup, enable_graph_ ? 2 : 1);
+    for (int i = 0; i < passes; ++i) enqueue_forward(batch, seq);
+    synchronize();
+    Event start, stop;
+    std::vector<double> ms;
+    ms.reserve(size_t(iterations));
+    for (int i = 0; i < iterations; ++i) {
+        start.record(stream());
+        enqueue_forward(batch, seq);
+        stop.record(stream());
+        ms.push_back(double(stop.since(start)));
+    }
+    return ms;
+}
+
+RuntimeStats BertRuntime::stats() const {
+    RuntimeStats s;
+    s.weight_bytes = weights_.bytes();
+    for (const auto& b : buffers_) s.activation_bytes += b.bytes();
+    s.activation_buffers = int(buffers_.size());
+    s.io_bytes = dev_io_.bytes() + dev_logits_.bytes();
+    s.workspace_bytes = workspace_.bytes();
+    for (const auto& kv : shapes_) s.graphs += kv.second->graph ? 1 : 0;
+    s.gemm_fallbacks = gemm_fallbacks_;
+    return s;
+}
+
+}  // namespace bertqa
