@@ -386,7 +386,9 @@ void BertRuntime::enqueue_ops(ShapeState& st, int batch, int seq) {
     auto act = [&](const std::string& name) { return buffers_[size_t(act_buffer_.at(name))].get(); };
     auto w = [&](const Step& s, size_t i) { return weight_ptr_.at(s.weights[i]); };
 
-    for (const Step& s : steps_) {
+    for (size_t i = 0; i < steps_.size(); ++i) {
+        const Step& s = steps_[i];
+        if (op_events_) (*op_events_)[i]->record(stream);
         switch (s.kind) {
             case Step::Kind::kEmbed: {
                 EmbedLayerNormParams p{};
@@ -456,6 +458,7 @@ void BertRuntime::enqueue_ops(ShapeState& st, int batch, int seq) {
             }
         }
     }
+    if (op_events_) op_events_->back()->record(stream);
 }
 
 void BertRuntime::forward(int batch, int seq) {
@@ -563,6 +566,53 @@ std::vector<double> BertRuntime::time_forward(int batch, int seq, int iterations
         ms.push_back(double(stop.since(start)));
     }
     return ms;
+}
+
+std::vector<std::pair<std::string, double>> BertRuntime::time_ops(int batch, int seq, int iterations) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (staged_shape_ != std::make_pair(batch, seq))
+        throw UserError("no inputs of batch " + std::to_string(batch) + " x sequence length " + std::to_string(seq) +
+                        " were set; call set_inputs with that shape first");
+    if (iterations < 1) throw UserError("iterations must be >= 1");
+    std::vector<std::unique_ptr<Event>> events;
+    for (size_t i = 0; i <= steps_.size(); ++i) events.push_back(std::make_unique<Event>());
+    ShapeState& st = shape_state(batch, seq);
+    std::vector<double> per_step(steps_.size(), 0.0);
+    enqueue_ops(st, batch, seq);  // warm-up
+    for (int it = 0; it < iterations; ++it) {
+        op_events_ = &events;
+        try {
+            enqueue_ops(st, batch, seq);
+        } catch (...) {
+            op_events_ = nullptr;
+            throw;
+        }
+        op_events_ = nullptr;
+        for (size_t i = 0; i < steps_.size(); ++i) per_step[i] += events[i + 1]->since(*events[i]);
+    }
+    std::vector<std::pair<std::string, double>> out;
+    std::map<std::string, size_t> where;
+    for (size_t i = 0; i < steps_.size(); ++i) {
+        const Step& s = steps_[i];
+        std::string name;
+        switch (s.kind) {
+            case Step::Kind::kEmbed: name = "embed_layernorm"; break;
+            case Step::Kind::kAttention: name = "attention"; break;
+            case Step::Kind::kSkipLayerNorm: name = "skip_layernorm"; break;
+            case Step::Kind::kLinear:
+                name = "linear k=" + std::to_string(s.k) + " n=" + std::to_string(s.n) + " " + to_string(s.epilogue) +
+                       (s.plugin_gelu ? " +bias_gelu" : "") + (s.to_output ? " +logits" : "");
+                break;
+        }
+        auto it = where.find(name);
+        if (it == where.end()) {
+            where[name] = out.size();
+            out.emplace_back(name, 0.0);
+            it = where.find(name);
+        }
+        out[it->second].second += per_step[i] / iterations;
+    }
+    return out;
 }
 
 RuntimeStats BertRuntime::stats() const {

@@ -70,6 +70,10 @@ public:
     // timed with CUDA events and waited for, after `warmup` untimed passes.
     std::vector<double> time_forward(int batch, int seq, int iterations, int warmup);
 
+    // Mean GPU time in ms of each op kind (e.g. "linear 1024x4096 gelu_bias", "attention"), from
+    // `iterations` eager passes on inputs set by set_inputs() with an event around every op.
+    std::vector<std::pair<std::string, double>> time_ops(int batch, int seq, int iterations);
+
     // Throws UserError when (batch, seq) is outside the profiles or the arrays are invalid.
     void check_inputs(const int32_t* input_ids, const int32_t* segment_ids, const int32_t* input_mask, int batch,
                       int seq) const;
@@ -130,6 +134,7 @@ private:
     std::map<std::pair<int, int>, std::unique_ptr<ShapeState>> shapes_;
     int gemm_fallbacks_ = 0;
     std::pair<int, int> staged_shape_{0, 0};
+    std::vector<std::unique_ptr<Event>>* op_events_ = nullptr;  // time_ops(): one event before each op
     std::mutex mu_;
 };
 

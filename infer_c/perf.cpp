@@ -9,6 +9,7 @@
 // Exit status: 0 on success, 2 on bad options or input, 1 on any other failure.
 #include <cerrno>
 #include <cstdio>
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 #include <random>
@@ -29,18 +30,20 @@ struct Options {
     int iterations = 200;
     int warmup = 10;
     bool enable_graph = false;
+    bool op_times = false;
     unsigned seed = 12345;
     std::string json_path;
 };
 
 const char* kUsage =
-    "usage: perf -e ENGINE [-b BATCH]... [-s SEQ] [-i ITERATIONS] [-w WARMUP] [--enable_graph] [--seed N] [--json FILE]\n"
+    "usage: perf -e ENGINE [-b BATCH]... [-s SEQ] [-i ITERATIONS] [-w WARMUP] [--enable_graph] [--op-times] [--seed N] [--json FILE]\n"
     "  -e, --engine ENGINE          engine file built with builder.py --backend cuda\n"
     "  -b, --batch-size BATCH       batch size to time (repeatable; default: every profile of SEQ)\n"
     "  -s, --sequence-length SEQ    sequence length (default: the engine's, when it has one)\n"
     "  -i, --iterations N           timed passes per batch size (default 200)\n"
     "  -w, --warm-up-runs N         untimed passes first (default 10)\n"
     "  --enable_graph               replay CUDA graphs (as demoBERT's --enable_graph)\n"
+    "  --op-times                   also print the GPU time of each op kind (eager passes with events)\n"
     "  --seed N                     seed of the random inputs (default 12345)\n"
     "  --json FILE                  also write the results as JSON\n";
 
@@ -76,6 +79,8 @@ Options parse(int argc, char** argv) {
             o.warmup = parse_int(a, value(), 0);
         } else if (a == "--enable_graph" || a == "--enable-graph") {
             o.enable_graph = true;
+        } else if (a == "--op-times") {
+            o.op_times = true;
         } else if (a == "--seed") {
             o.seed = unsigned(parse_int(a, value(), 0));
         } else if (a == "--json") {
@@ -130,6 +135,14 @@ int run(const Options& opt) {
         const bertqa::TimingStats s = bertqa::compute_timing_stats(ms, b);
         std::printf("%6d %5d %10.3f %10.3f %10.3f %10.3f %14.1f\n", b, seq, s.mean_ms, s.p50_ms, s.p95_ms, s.p99_ms,
                     s.sequences_per_s);
+        if (opt.op_times) {
+            double total = 0;
+            const auto ops = rt.time_ops(b, seq, std::max(3, std::min(opt.iterations, 20)));
+            for (const auto& kv : ops) total += kv.second;
+            for (const auto& kv : ops)
+                std::printf("        %-48s %9.3f ms %5.1f%%\n", kv.first.c_str(), kv.second, 100.0 * kv.second / total);
+            std::printf("        %-48s %9.3f ms (eager, with an event around each op)\n", "sum", total);
+        }
         std::fflush(stdout);
         js << (bi ? "," : "") << "{\"batch\":" << b << ",\"seq\":" << seq << ",\"iterations\":" << s.count
            << ",\"mean_ms\":" << s.mean_ms << ",\"p50_ms\":" << s.p50_ms << ",\"p95_ms\":" << s.p95_ms

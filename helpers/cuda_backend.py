@@ -1,0 +1,297 @@
+"""The GPU backend: our own CUDA engine (plugins' fused kernels, cuBLASLt GEMMs, CUDA graphs).
+
+build_engine() lays the canonical weights out for the runtime (Q, K, V fused; fp16 or fp32; the
+2-logit output linear padded to 8 rows so its product stays on the tensor-core path), times
+cuBLASLt's candidate algorithms for every GEMM shape of every profile on this GPU, and records
+the choices with the GPU architecture in backend_info. CudaRunner runs an engine file through
+the C++ runtime (helpers/_bertqa_cuda, built by CMake from infer_c/).
+
+backend_info of a cuda engine:
+    sm, gpu_name, cublaslt_version, cuda_runtime_version   what it was built on (sm must match to run)
+    workspace_bytes                                          cuBLASLt workspace
+    gelu            "epilogue" (cuBLASLt's tanh GELU fused into the GEMM) | "plugin" (exact erf GELU,
+                    plugins' bias_gelu after the GEMM), for hidden_act "gelu"
+    output_rows     rows of the padded output linear (the first 2 are the start/end logits)
+    gemm_algos      [{profile, m, n, k, dtype, epilogue, algo: [9 ints], time_us}]
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from helpers.config import BertConfig
+from helpers.engine_file import Engine, Profile, load_engine
+from helpers.errors import EngineFileError, UserError
+from helpers.network import build_network, network_weights
+from helpers.weights import Weights, check_weights
+
+BACKEND = "cuda"
+HEAD_SIZES = (32, 64, 128)
+OUTPUT_ROWS = 8            # the QA linear's 2 rows padded to 8 (16-byte aligned fp16 rows)
+DEFAULT_WORKSPACE_MB = 32
+TIMING_CACHE_VERSION = 1
+# hidden_act "gelu" (erf) in fp16 engines: cuBLASLt's fused tanh-GELU epilogue, whose difference
+# from erf-GELU (at most ~3e-4 absolute) is below fp16 rounding of the activations; fp32 engines
+# always run the exact erf form (plugins' bias_gelu) to stay within 1e-3 of the reference.
+FP16_GELU_EPILOGUE = True
+
+
+def _module():
+    """The native module, or a UserError saying how to build it."""
+    try:
+        return importlib.import_module("helpers._bertqa_cuda")
+    except ImportError as exc:
+        raise UserError("the CUDA runtime module helpers/_bertqa_cuda is not built "
+                        f"({exc}); build it with scripts/setup.sh (needs nvcc and "
+                        "pip install nvidia-cublas)") from None
+
+
+@contextlib.contextmanager
+def _native_errors():
+    """C++ exceptions for user mistakes -> helpers.errors (one line, no traceback)."""
+    mod = _module()
+    try:
+        yield mod
+    except mod.EngineFileError as exc:
+        raise EngineFileError(str(exc)) from None
+    except mod.UserError as exc:  # DeviceError too: no GPU, out of memory
+        raise UserError(str(exc)) from None
+
+
+def available() -> tuple[bool, str]:
+    """(True, 'GPU name (sm_XX)') when the module is built and a GPU is usable, else (False, why)."""
+    try:
+        mod = importlib.import_module("helpers._bertqa_cuda")
+    except ImportError as exc:
+        return False, (f"the CUDA runtime module is not built ({exc}); "
+                       "build it with scripts/setup.sh on a machine with nvcc")
+    try:
+        info = mod.device_info()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not available", with its reason
+        return False, str(exc)
+    return True, f"{info['name']} (sm_{info['sm']})"
+
+
+def device_info() -> dict:
+    with _native_errors() as mod:
+        return dict(mod.device_info())
+
+
+# ---------------------------------------------------------------------------------------------
+# Building
+# ---------------------------------------------------------------------------------------------
+def _profiles(profiles, cfg: BertConfig) -> list[Profile]:
+    out = []
+    for p in profiles:
+        if isinstance(p, Profile):
+            b, s = p.batch, p.seq
+        elif isinstance(p, dict):
+            b, s = p["batch"], p["seq"]
+        else:
+            b, s = p
+        b, s = int(b), int(s)
+        if b < 1:
+            raise UserError(f"batch size must be at least 1, got {b}")
+        if not 1 <= s <= cfg.max_position_embeddings:
+            raise UserError(f"sequence length {s} is outside 1..{cfg.max_position_embeddings} "
+                            "(the model's max_position_embeddings)")
+        if Profile(b, s) not in out:
+            out.append(Profile(b, s))
+    if not out:
+        raise UserError("no profiles: give at least one batch size (-b) and sequence length (-s)")
+    return out
+
+
+def _epilogue(activation: str, gelu_mode: str) -> str:
+    if activation == "none":
+        return "bias"
+    if activation == "gelu_tanh" or (activation == "gelu" and gelu_mode == "epilogue"):
+        return "gelu_bias"
+    return "none"  # erf GELU: plain product, then plugins' bias_gelu adds the bias and applies it
+
+
+def _cache_key(dev: dict, m: int, n: int, k: int, dtype: str, epi: str, workspace: int) -> str:
+    return (f"{dev['name']}|sm_{dev['sm']}|cublasLt {dev['cublaslt_version']}|"
+            f"m={m} n={n} k={k} {dtype} {epi} ws={workspace}")
+
+
+def _read_timing_cache(path: Path | None, verbose: bool) -> dict:
+    if path is None or not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("version") != TIMING_CACHE_VERSION or not isinstance(data.get("entries"), dict):
+            raise ValueError("unknown layout")
+        return dict(data["entries"])
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError) as exc:
+        print(f"warning: ignoring the timing cache {path} ({exc}); it will be rewritten", file=sys.stderr)
+        return {}
+
+
+def _write_timing_cache(path: Path, entries: dict) -> None:
+    text = json.dumps({"version": TIMING_CACHE_VERSION, "entries": entries}, indent=0, sort_keys=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UserError(f"cannot write the timing cache {path}: {exc.strerror or exc}") from None
+
+
+def build_engine(cfg: BertConfig, weights: Weights, vocab: list[str], do_lower_case: bool,
+                 profiles, precision: str = "fp16", timing_cache: str | Path | None = None,
+                 verbose: bool = False, *, workspace_mb: int | None = None,
+                 gelu_epilogue: bool | None = None, max_candidates: int = 16,
+                 tune_iterations: int = 20, producer: str = "bertqa cuda_backend") -> Engine:
+    """An Engine for the cuda backend, tuned on this GPU (save it with helpers.engine_file.save_engine).
+
+    weights are the canonical float32 weights of helpers/weights.py. gelu_epilogue chooses how an
+    erf-GELU model's FFN activation runs (None: the default for the precision, see FP16_GELU_EPILOGUE).
+    """
+    if precision not in ("fp32", "fp16"):
+        raise UserError(f"the cuda backend builds fp32 or fp16 engines, not {precision}")
+    if cfg.head_size not in HEAD_SIZES:
+        raise UserError(f"attention head size {cfg.head_size} (hidden {cfg.hidden_size} / "
+                        f"{cfg.num_heads} heads) is not supported by the CUDA engine (head sizes "
+                        f"{', '.join(map(str, HEAD_SIZES))}); use --backend onnxruntime")
+    if len(vocab) != cfg.vocab_size:
+        raise UserError(f"the vocabulary has {len(vocab)} tokens but the model's vocab_size is "
+                        f"{cfg.vocab_size}; pass the checkpoint's own vocab.txt")
+    profs = _profiles(profiles, cfg)
+    workspace = int(workspace_mb if workspace_mb is not None else DEFAULT_WORKSPACE_MB) << 20
+    if workspace < 1 << 20:
+        raise UserError("the GEMM workspace must be at least 1 MiB (-w)")
+    weights = check_weights(cfg, weights)
+    with _native_errors() as mod:
+        dev = dict(mod.device_info())
+
+    network = build_network(cfg)
+    nw = network_weights(cfg, weights)
+    dtype = np.float16 if precision == "fp16" else np.float32
+    if gelu_epilogue is None:
+        gelu_epilogue = precision == "fp16" and FP16_GELU_EPILOGUE
+    gelu_mode = "epilogue" if gelu_epilogue else "plugin"
+
+    tensors: dict[str, np.ndarray] = {}
+    out_op = next(op for op in network.ops if op.output == network.output)
+    for name in network.weight_names():
+        w = nw[name]
+        if name in out_op.weights and w.shape[0] < OUTPUT_ROWS:  # pad [2, H] / [2] to 8 rows
+            pad = np.zeros((OUTPUT_ROWS - w.shape[0],) + w.shape[1:], np.float32)
+            w = np.concatenate([w, pad], axis=0)
+        a = np.ascontiguousarray(w, dtype=dtype)
+        if not np.isfinite(a).all():
+            raise UserError(f"weight {name} does not fit in {precision} (values up to "
+                            f"{float(np.abs(w).max()):.3g}); build an fp32 engine")
+        tensors[name] = a
+
+    # GEMM shapes: every linear of every profile (m = batch * seq tokens).
+    linears = []  # (n, k, epilogue) per distinct linear kind
+    for op in network.ops:
+        if op.kind == "linear":
+            n, k = tensors[op.weights[0]].shape
+            key = (int(n), int(k), _epilogue(op.attrs["activation"], gelu_mode))
+            if key not in linears:
+                linears.append(key)
+    cache_path = Path(timing_cache) if timing_cache else None
+    cache = _read_timing_cache(cache_path, verbose)
+    wanted = []   # (profile index, m, n, k, epilogue, cache key)
+    for pi, p in enumerate(profs):
+        for n, k, epi in linears:
+            m = p.batch * p.seq
+            wanted.append((pi, m, n, k, epi, _cache_key(dev, m, n, k, precision, epi, workspace)))
+    todo = sorted({w[5]: w for w in wanted if w[5] not in cache}.values(), key=lambda w: w[5])
+    if todo:
+        if verbose:
+            print(f"tuning {len(todo)} GEMM shapes on {dev['name']} ({len(wanted) - len(todo)} from the "
+                  "timing cache)", file=sys.stderr)
+        with _native_errors() as mod:
+            results = mod.tune_gemms([(m, n, k, precision, epi) for _, m, n, k, epi, _ in todo],
+                                     workspace, max_candidates, tune_iterations)
+        for (_, m, n, k, epi, key), r in zip(todo, results):
+            cache[key] = {"algo": list(r["algo"]), "time_us": r["time_us"],
+                          "heuristic_time_us": r["heuristic_time_us"], "candidates": r["candidates"]}
+            if verbose:
+                print(f"  m={m:6d} n={n:5d} k={k:5d} {precision} {epi:9s} {r['time_us']:9.1f} us "
+                      f"(heuristic's first {r['heuristic_time_us']:.1f} us, {r['candidates']} timed)",
+                      file=sys.stderr)
+        if cache_path is not None:
+            _write_timing_cache(cache_path, cache)
+    gemm_algos = [{"profile": pi, "m": m, "n": n, "k": k, "dtype": precision, "epilogue": epi,
+                   "algo": cache[key]["algo"], "time_us": cache[key]["time_us"]}
+                  for pi, m, n, k, epi, key in wanted]
+
+    backend_info = {
+        "sm": int(dev["sm"]), "gpu_name": dev["name"], "cublaslt_version": int(dev["cublaslt_version"]),
+        "cuda_runtime_version": int(dev["cuda_runtime_version"]), "workspace_bytes": workspace,
+        "gelu": gelu_mode, "output_rows": OUTPUT_ROWS, "gemm_algos": gemm_algos,
+    }
+    return Engine(backend=BACKEND, precision=precision, config=cfg, network=network,
+                  profiles=tuple(profs), vocab=tuple(vocab), do_lower_case=bool(do_lower_case),
+                  tensors=tensors, backend_info=backend_info, producer=producer)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+# ---------------------------------------------------------------------------------------------
+def _int32_array(name: str, a) -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype == np.int32 and a.flags.c_contiguous:
+        return a  # no copy
+    if not (np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_):
+        raise UserError(f"{name} must be an integer array [batch, seq], got {a.dtype}")
+    if a.size and a.dtype != np.bool_ and (a.min() < np.iinfo(np.int32).min or a.max() > np.iinfo(np.int32).max):
+        raise UserError(f"{name} holds values outside int32")
+    return np.ascontiguousarray(a, dtype=np.int32)
+
+
+class CudaRunner:
+    """Runs a cuda engine file: run(input_ids, segment_ids, input_mask) -> float32 logits [B, S, 2].
+
+    .engine is the engine's header (helpers.engine_file.Engine without tensors), .profiles its
+    profiles, .engine_info a dict of what it was built with and what it uses on this GPU.
+    """
+
+    def __init__(self, path: str | Path, enable_graph: bool = True):
+        with _native_errors() as mod:
+            self._rt = mod.Runner(str(path), bool(enable_graph))
+        self.engine = load_engine(path, backend=BACKEND, tensors=False)
+        self.profiles = tuple(Profile(b, s) for b, s in self._rt.profiles)
+        header = json.loads(bytes(self._rt.header_json).decode("utf-8"))
+        self.engine_info = {
+            "path": str(path), "backend": header["backend"], "precision": header["precision"],
+            "config": header["config"], "producer": header.get("producer", ""),
+            "profiles": [{"batch": p.batch, "seq": p.seq} for p in self.profiles],
+            "backend_info": {k: v for k, v in header.get("backend_info", {}).items() if k != "gemm_algos"},
+            "gemm_algos": len(header.get("backend_info", {}).get("gemm_algos", [])),
+            "device": dict(self._rt.device), "enable_graph": self._rt.graph_enabled,
+            "device_memory_bytes": self._rt.device_memory_bytes,
+        }
+
+    @property
+    def stats(self) -> dict:
+        return dict(self._rt.stats)
+
+    def run(self, input_ids, segment_ids, input_mask) -> np.ndarray:
+        arrays = [_int32_array(n, a) for n, a in (("input_ids", input_ids), ("segment_ids", segment_ids),
+                                                  ("input_mask", input_mask))]
+        with _native_errors():
+            return self._rt.run(*arrays)
+
+    def time_forward(self, input_ids, segment_ids, input_mask, iterations: int, warmup: int) -> list[float]:
+        """Device latencies (ms, CUDA events) of forward passes on inputs uploaded once, as build/perf."""
+        arrays = [_int32_array(n, a) for n, a in (("input_ids", input_ids), ("segment_ids", segment_ids),
+                                                  ("input_mask", input_mask))]
+        batch, seq = arrays[0].shape if arrays[0].ndim == 2 else (0, 0)
+        with _native_errors():
+            self._rt.set_inputs(*arrays)
+            return list(self._rt.time_forward(int(batch), int(seq), int(iterations), int(warmup)))
