@@ -87,8 +87,8 @@ class Reference:
                       max_position_embeddings=cfg.max_position_embeddings,
                       type_vocab_size=cfg.type_vocab_size, layer_norm_eps=cfg.layer_norm_eps,
                       hidden_act="gelu" if cfg.hidden_act == "gelu" else "gelu_new",
-                      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-        hf._attn_implementation = "eager"
+                      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                      attn_implementation="eager")
         model = BertForQuestionAnswering(hf).eval()
         sd = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in hf_state_dict(cfg, w).items()}
         missing, unexpected = model.load_state_dict(sd, strict=False)
