@@ -1,0 +1,72 @@
+"""The CUDA plugins' own checks: build plugins/ with CMake and run every plugins/bench/*_check.
+
+Each *_check executable compares its kernels with a CPU reference on every launch configuration
+and exits non-zero on any mismatch (plugins/README.md). Needs nvcc, CMake and an NVIDIA GPU; the
+test skips with the reason when one is missing. Run on the device machine: pytest -m gpu.
+
+BERTQA_PLUGINS_BUILD_DIR=DIR reuses (and incrementally updates) a build folder instead of a fresh
+temporary one; BERTQA_CUDA_ARCHITECTURES overrides the architectures (default: the GPU's, 'native').
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PLUGINS = REPO / "plugins"
+CHECKS = sorted(p.stem for p in (PLUGINS / "bench").glob("*_check.cu"))
+
+pytestmark = pytest.mark.gpu
+
+
+def _why_not_runnable() -> str | None:
+    if shutil.which("nvcc") is None and not Path("/usr/local/cuda/bin/nvcc").exists():
+        return "nvcc (the CUDA compiler) not found"
+    if shutil.which("cmake") is None:
+        return "cmake not found"
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return "no NVIDIA GPU: nvidia-smi not found"
+    try:
+        proc = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"no NVIDIA GPU: nvidia-smi -L failed ({exc})"
+    if proc.returncode != 0 or "GPU" not in proc.stdout:
+        return f"no NVIDIA GPU: nvidia-smi -L said {proc.stdout.strip() or proc.stderr.strip()!r}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def build_dir(tmp_path_factory) -> Path:
+    reason = _why_not_runnable()
+    if reason:
+        pytest.skip(reason)
+    env_dir = os.environ.get("BERTQA_PLUGINS_BUILD_DIR")
+    build = Path(env_dir) if env_dir else tmp_path_factory.mktemp("plugins_build")
+    archs = os.environ.get("BERTQA_CUDA_ARCHITECTURES", "native")
+    env = dict(os.environ)
+    nvcc_dir = "/usr/local/cuda/bin"
+    if shutil.which("nvcc") is None and os.path.isdir(nvcc_dir):
+        env["PATH"] = nvcc_dir + os.pathsep + env.get("PATH", "")
+    configure = ["cmake", "-S", str(PLUGINS), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
+                 f"-DCMAKE_CUDA_ARCHITECTURES={archs}"]
+    if shutil.which("ninja"):
+        configure += ["-G", "Ninja"] if not (build / "CMakeCache.txt").exists() else []
+    for cmd, timeout in ((configure, 600), (["cmake", "--build", str(build), "-j", str(os.cpu_count() or 4)], 1800)):
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-8000:]}\n{proc.stderr[-8000:]}"
+    return build
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_plugin_check(build_dir: Path, check: str):
+    exe = build_dir / "bench" / check
+    assert exe.exists(), f"{exe} was not built"
+    proc = subprocess.run([str(exe)], capture_output=True, text=True, timeout=1800)
+    print(proc.stdout)  # shown with -s or on failure: checks and the timing table
+    assert proc.returncode == 0, (
+        f"{check} exited with {proc.returncode}:\n{proc.stdout[-12000:]}\n{proc.stderr[-4000:]}")
