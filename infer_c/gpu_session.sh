@@ -16,17 +16,18 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DP
   || { tail -60 "$out/build.log"; echo "BUILD FAILED"; exit 1; }
 grep -E "^-- bertqa" "$out/build.log"; echo "build took $((SECONDS - t0)) s"
 
-if [ "$what" = tests ] || [ "$what" = all ]; then
-  echo "== $(date +%T) GPU tests"
-  t0=$SECONDS
+run_tests() {  # $1: label, rest: pytest args
+  local label=$1; shift
+  echo "== $(date +%T) GPU tests: $label"
+  local t0=$SECONDS
   $py -m pytest -m gpu -q -s -p no:cacheprovider tests/test_cuda_engine_gpu.py "$@" 2>&1 \
-    | tee "$out/tests.log" | grep -E "^\[|passed|failed|error|Error|FAILED|assert" | head -80
-  echo "tests took $((SECONDS - t0)) s"
-fi
+    | tee "$out/tests_$label.log" | grep -E "^\[|passed|failed|rror|FAILED|assert|Exception" | head -60
+  echo "tests ($label) took $((SECONDS - t0)) s"
+}
 
-if [ "$what" = perf ] || [ "$what" = all ]; then
+run_perf() {
   echo "== $(date +%T) perf engines (random weights, fp16)"
-  t0=$SECONDS
+  local t0=$SECONDS
   $py - <<'PY' 2>&1 | tail -40
 from helpers.config import BertConfig
 from helpers.weights import random_weights
@@ -42,5 +43,14 @@ PY
   ./build/perf -e /tmp/large_fp16.engine -b 1 -b 128 -s 384 -i 100 -w 10 --enable_graph --op-times --json "$out/perf_large.json"
   ./build/perf -e /tmp/base_fp16.engine -b 1 -b 128 -s 128 -i 300 -w 20 --enable_graph --op-times --json "$out/perf_base.json"
   ./build/perf -e /tmp/base_fp16.engine -b 1 -s 128 -i 300 -w 20
-fi
+}
+
+case "$what" in
+  tests) run_tests all "$@" ;;
+  perf) run_perf ;;
+  all)
+    run_tests quick -k "small or graph or timing or corrupt or wrong or bad_inputs or perf_binary" "$@"
+    run_perf
+    run_tests models -k "base or large" "$@" ;;
+esac
 echo "== $(date +%T) done"
