@@ -152,11 +152,14 @@ def build_engine(cfg: BertConfig, weights: Weights, vocab: list[str], do_lower_c
                  profiles, precision: str = "fp16", timing_cache: str | Path | None = None,
                  verbose: bool = False, *, workspace_mb: int | None = None,
                  gelu_epilogue: bool | None = None, max_candidates: int = 16,
-                 tune_iterations: int = 20, producer: str = "bertqa cuda_backend") -> Engine:
+                 tune_iterations: int = 20, extended_search: bool = True,
+                 producer: str = "bertqa cuda_backend") -> Engine:
     """An Engine for the cuda backend, tuned on this GPU (save it with helpers.engine_file.save_engine).
 
     weights are the canonical float32 weights of helpers/weights.py. gelu_epilogue chooses how an
     erf-GELU model's FFN activation runs (None: the default for the precision, see FP16_GELU_EPILOGUE).
+    extended_search also times variants of cuBLASLt's candidates (CTA swizzling, split-K for small
+    outputs); max_candidates bounds the heuristic's list.
     """
     if precision not in ("fp32", "fp16"):
         raise UserError(f"the cuda backend builds fp32 or fp16 engines, not {precision}")
@@ -209,7 +212,8 @@ def build_engine(cfg: BertConfig, weights: Weights, vocab: list[str], do_lower_c
     for pi, p in enumerate(profs):
         for n, k, epi in linears:
             m = p.batch * p.seq
-            wanted.append((pi, m, n, k, epi, _cache_key(dev, m, n, k, precision, epi, workspace)))
+            key = _cache_key(dev, m, n, k, precision, epi, workspace) + ("" if extended_search else " heuristic")
+            wanted.append((pi, m, n, k, epi, key))
     todo = sorted({w[5]: w for w in wanted if w[5] not in cache}.values(), key=lambda w: w[5])
     if todo:
         if verbose:
@@ -217,13 +221,14 @@ def build_engine(cfg: BertConfig, weights: Weights, vocab: list[str], do_lower_c
                   "timing cache)", file=sys.stderr)
         with _native_errors() as mod:
             results = mod.tune_gemms([(m, n, k, precision, epi) for _, m, n, k, epi, _ in todo],
-                                     workspace, max_candidates, tune_iterations)
+                                     workspace, max_candidates, tune_iterations, extended_search)
         for (_, m, n, k, epi, key), r in zip(todo, results):
             cache[key] = {"algo": list(r["algo"]), "time_us": r["time_us"],
                           "heuristic_time_us": r["heuristic_time_us"], "candidates": r["candidates"]}
             if verbose:
                 print(f"  m={m:6d} n={n:5d} k={k:5d} {precision} {epi:9s} {r['time_us']:9.1f} us "
-                      f"(heuristic's first {r['heuristic_time_us']:.1f} us, {r['candidates']} timed)",
+                      f"(heuristic's first {r['heuristic_time_us']:.1f} us; {r['candidates']} timed, "
+                      f"{r.get('heuristic_candidates', '?')} from the heuristic) algo {list(r['algo'])}",
                       file=sys.stderr)
         if cache_path is not None:
             _write_timing_cache(cache_path, cache)

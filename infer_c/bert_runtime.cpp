@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
-#include <iostream>
+#include <cstdio>
 #include <set>
 
 #include "bert_plugins.h"
@@ -365,9 +365,10 @@ BertRuntime::ShapeState& BertRuntime::shape_state(int batch, int seq) {
         auto a = stored_algos_.find(key4);
         if (a == stored_algos_.end() || !plan.set_algo(a->second, workspace_bytes_)) {
             if (a != stored_algos_.end() && gemm_fallbacks_++ == 0)
-                std::cerr << "warning: cuBLASLt " << cublaslt_version() << " rejects a GEMM algorithm stored in "
-                          << path_ << " (built with cuBLASLt " << (built_cublaslt_.empty() ? "?" : built_cublaslt_)
-                          << "); using its heuristic instead. Rebuild the engine for full speed.\n";
+                std::fprintf(stderr,
+                             "warning: this cuBLASLt (%zu) rejects a GEMM algorithm stored in %s (built with cuBLASLt "
+                             "%s); using its heuristic instead. Rebuild the engine for full speed.\n",
+                             cublaslt_version(), path_.c_str(), built_cublaslt_.empty() ? "?" : built_cublaslt_.c_str());
             plan.set_heuristic_algo(workspace_bytes_);
         }
         if (s.epilogue != GemmEpilogue::kNone) plan.set_bias(weight_ptr_.at(s.weights[1]));

@@ -106,14 +106,14 @@ PYBIND11_MODULE(_bertqa_cuda, m) {
     m.def(
         "tune_gemms",
         [](const std::vector<std::tuple<int, int, int, std::string, std::string>>& shapes, size_t workspace_bytes,
-           int max_candidates, int iterations) {
+           int max_candidates, int iterations, bool extended_search) {
             std::vector<GemmShape> gs;
             for (const auto& [mm, n, k, dtype, epi] : shapes)
                 gs.push_back(GemmShape{mm, n, k, gemm_dtype_from_string(dtype), gemm_epilogue_from_string(epi)});
             std::vector<GemmTuneResult> results;
             {
                 py::gil_scoped_release release;
-                results = tune_gemms(gs, workspace_bytes, max_candidates, iterations);
+                results = tune_gemms(gs, workspace_bytes, max_candidates, iterations, extended_search);
             }
             py::list out;
             for (const auto& r : results) {
@@ -122,13 +122,14 @@ PYBIND11_MODULE(_bertqa_cuda, m) {
                 d["time_us"] = r.time_us;
                 d["heuristic_time_us"] = r.heuristic_time_us;
                 d["candidates"] = r.candidates;
+                d["heuristic_candidates"] = r.heuristic_candidates;
                 d["workspace_bytes"] = r.workspace_bytes;
                 out.append(d);
             }
             return out;
         },
         py::arg("shapes"), py::arg("workspace_bytes") = size_t(32) << 20, py::arg("max_candidates") = 16,
-        py::arg("iterations") = 20,
+        py::arg("iterations") = 20, py::arg("extended_search") = true,
         "Times cuBLASLt's heuristic candidates for each (m, n, k, 'fp16'|'fp32', 'none'|'bias'|'gelu_bias') "
         "and returns the fastest of each as {'algo': [9 ints], 'time_us', 'heuristic_time_us', 'candidates', "
         "'workspace_bytes'}.");

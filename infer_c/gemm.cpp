@@ -206,6 +206,13 @@ std::vector<cublasLtMatmulHeuristicResult_t> GemmPlan::candidates(size_t workspa
 bool GemmPlan::set_algo(const GemmAlgoConfig& cfg, size_t workspace_bytes) {
     if (!cfg.valid()) return false;
     const cudaDataType_t t = cuda_type(shape_.dtype);
+    // Only ids this cuBLASLt lists for the types (an unknown id is a stale engine, not an error).
+    int ids[256];
+    int count = 0;
+    if (cublasLtMatmulAlgoGetIds(handle_, CUBLAS_COMPUTE_32F, CUDA_R_32F, t, t, t, t, 256, ids, &count) !=
+            CUBLAS_STATUS_SUCCESS ||
+        std::find(ids, ids + count, cfg.algo_id) == ids + count)
+        return false;
     cublasLtMatmulAlgo_t algo{};
     if (cublasLtMatmulAlgoInit(handle_, CUBLAS_COMPUTE_32F, CUDA_R_32F, t, t, t, t, cfg.algo_id, &algo) !=
         CUBLAS_STATUS_SUCCESS)
@@ -290,7 +297,7 @@ double time_candidate(GemmPlan& plan, const cublasLtMatmulAlgo_t& algo, const vo
 }  // namespace
 
 std::vector<GemmTuneResult> tune_gemms(const std::vector<GemmShape>& shapes, size_t workspace_bytes,
-                                       int max_candidates, int iterations) {
+                                       int max_candidates, int iterations, bool extended_search) {
     if (max_candidates < 1) throw std::invalid_argument("max_candidates must be >= 1");
     if (iterations < 1) throw std::invalid_argument("iterations must be >= 1");
     current_device_info();  // DeviceError when there is no GPU
@@ -320,29 +327,57 @@ std::vector<GemmTuneResult> tune_gemms(const std::vector<GemmShape>& shapes, siz
         const auto cands = plan.candidates(workspace_bytes, max_candidates);
         if (cands.empty())
             throw std::runtime_error("cuBLASLt has no algorithm for the product " + s.str() + " on this GPU");
+        // Candidates: the heuristic's, then (extended search) variants of each with other CTA
+        // swizzling and, for outputs too small to fill the GPU, split-K with an fp32 reduction.
+        // Every variant is one cuBLASLt accepts (AlgoCheck) and rebuilds from its stored integers.
+        std::vector<GemmAlgoConfig> configs;
+        auto add = [&](const GemmAlgoConfig& c) {
+            for (const auto& o : configs)
+                if (o.to_ints() == c.to_ints()) return;
+            GemmPlan check(handle, s);
+            if (check.set_algo(c, workspace_bytes)) configs.push_back(c);
+        };
+        for (const auto& c : cands) add(algo_config_of(c.algo));
+        const size_t heuristic_count = configs.size();
+        if (extended_search) {
+            const bool small_output = int64_t(s.m) * s.n <= (int64_t(4) << 20);
+            for (size_t i = 0; i < heuristic_count; ++i) {
+                const GemmAlgoConfig base = configs[i];
+                for (int splitk : {1, 2, 3, 4, 6, 8}) {
+                    if (splitk > 1 && (!small_output || s.k / splitk < 256)) continue;
+                    for (uint32_t swizzle : {0u, 1u}) {
+                        GemmAlgoConfig c = base;
+                        c.splitk = splitk;
+                        c.reduction = splitk > 1 ? uint32_t(CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE) : 0u;
+                        c.swizzle = swizzle;
+                        if (splitk == base.splitk && swizzle == base.swizzle) continue;
+                        add(c);
+                    }
+                }
+            }
+        }
+        if (configs.empty())
+            throw std::runtime_error("none of cuBLASLt's algorithms can be stored for the product " + s.str());
         GemmTuneResult r;
         double best = std::numeric_limits<double>::infinity();
-        for (size_t i = 0; i < cands.size(); ++i) {
-            const double t = time_candidate(plan, cands[i].algo, w.get(), x.get(), y.get(), ws.get(), workspace_bytes,
+        for (size_t i = 0; i < configs.size(); ++i) {
+            GemmPlan cand(handle, s);
+            cand.set_algo(configs[i], workspace_bytes);
+            if (s.epilogue != GemmEpilogue::kNone) cand.set_bias(bias.get());
+            const double t = time_candidate(cand, cand.algo(), w.get(), x.get(), y.get(), ws.get(), workspace_bytes,
                                             iterations, stream);
             if (t < 0) continue;
             ++r.candidates;
             if (i == 0) r.heuristic_time_us = t;
             if (t < best) {
                 best = t;
-                r.algo = algo_config_of(cands[i].algo);
-                r.workspace_bytes = cands[i].workspaceSize;
+                r.algo = configs[i];
             }
         }
         if (!r.algo.valid())
             throw std::runtime_error("none of cuBLASLt's algorithms ran for the product " + s.str());
-        // The stored configuration must rebuild to a usable algorithm, else keep the heuristic's.
-        GemmPlan check(handle, s);
-        if (!check.set_algo(r.algo, workspace_bytes)) {
-            r.algo = algo_config_of(cands[0].algo);
-            best = r.heuristic_time_us;
-        }
         r.time_us = best;
+        r.heuristic_candidates = int(heuristic_count);
         out.push_back(r);
     }
     stream.synchronize();

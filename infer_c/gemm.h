@@ -119,11 +119,13 @@ struct GemmTuneResult {
     double time_us = 0;            // the chosen algorithm's time per product
     double heuristic_time_us = 0;  // the heuristic's first choice, for comparison
     int candidates = 0;            // how many were timed
-    size_t workspace_bytes = 0;    // what the chosen algorithm needs
+    int heuristic_candidates = 0;  // of which the heuristic's own
+    size_t workspace_bytes = 0;    // unused (kept for the Python side)
 };
 
-// Times the heuristic candidates of every shape on the current GPU and returns the fastest of each.
+// Times the heuristic candidates of every shape on the current GPU (with extended_search, also
+// their variants in CTA swizzling and split-K) and returns the fastest of each.
 std::vector<GemmTuneResult> tune_gemms(const std::vector<GemmShape>& shapes, size_t workspace_bytes,
-                                       int max_candidates, int iterations);
+                                       int max_candidates, int iterations, bool extended_search = true);
 
 }  // namespace bertqa

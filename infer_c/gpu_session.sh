@@ -49,7 +49,8 @@ case "$what" in
   tests) run_tests all "$@" ;;
   perf) run_perf ;;
   all)
-    run_tests quick -k "small or graph or timing or corrupt or wrong or bad_inputs or perf_binary" "$@"
+    run_tests quick -k "small or graph or timing or corrupt or wrong or bad_inputs or perf_binary or memory" "$@"
+    run_tests fallback -k "stale" "$@"
     run_perf
     run_tests models -k "base or large" "$@" ;;
 esac

@@ -240,7 +240,7 @@ class _FakeNative:
     def device_info(self):
         return {"name": "Fake GPU", "sm": 90, "cublaslt_version": 131000, "cuda_runtime_version": 13000}
 
-    def tune_gemms(self, shapes, workspace, max_candidates, iterations):
+    def tune_gemms(self, shapes, workspace, max_candidates, iterations, extended_search=True):
         self.tuned.append(list(shapes))
         return [{"algo": [i, 1, 2, 1, 0, 0, 0, 0, 0], "time_us": 1.0 + i, "heuristic_time_us": 2.0 + i,
                  "candidates": 3} for i, _ in enumerate(shapes)]

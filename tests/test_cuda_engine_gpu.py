@@ -295,14 +295,6 @@ def test_wrong_backend_and_arch(cuda, tmp_path_factory, tmp_path):
     arch = _rewrite(src, tmp_path / "arch.engine", backend_info={**eng.backend_info, "sm": 12})
     with pytest.raises(EngineFileError, match=r"sm_12.*rebuild"):
         cuda.CudaRunner(arch)
-    # A stored algorithm this cuBLASLt rejects falls back to the heuristic, with the right answer.
-    algos = [dict(a, algo=[99999] + a["algo"][1:]) for a in eng.backend_info["gemm_algos"]]
-    fb = _rewrite(src, tmp_path / "fb.engine", backend_info={**eng.backend_info, "gemm_algos": algos})
-    good, fallback = cuda.CudaRunner(src), cuda.CudaRunner(fb)
-    cfg = CONFIGS["small"]
-    ids, seg, mask = random_inputs(np.random.default_rng(5), cfg, 2, 64, "random")
-    np.testing.assert_allclose(fallback.run(ids, seg, mask), good.run(ids, seg, mask), atol=2e-2)
-    assert fallback.stats["gemm_fallbacks"] > 0
 
 
 def test_bad_inputs(cuda, tmp_path_factory):
@@ -360,3 +352,17 @@ def test_perf_binary(cuda, tmp_path_factory, tmp_path):
     assert r.returncode == 2 and "no engine file" in r.stderr
     r = subprocess.run([str(perf), "-b", "x"], capture_output=True, text=True)
     assert r.returncode == 2 and "error:" in r.stderr
+
+
+def test_stale_gemm_algorithms_fall_back(cuda, tmp_path_factory, tmp_path):
+    """A stored algorithm this cuBLASLt rejects falls back to the heuristic, with the right answer."""
+    src = engine_path(cuda, tmp_path_factory, "small", "fp16")
+    eng = load_engine(src)
+    algos = [dict(a, algo=[99999] + a["algo"][1:]) for a in eng.backend_info["gemm_algos"]]
+    fb = _rewrite(src, tmp_path / "fb.engine", backend_info={**eng.backend_info, "gemm_algos": algos})
+    good, fallback = cuda.CudaRunner(src), cuda.CudaRunner(fb)
+    cfg = CONFIGS["small"]
+    ids, seg, mask = random_inputs(np.random.default_rng(5), cfg, 2, 64, "random")
+    np.testing.assert_allclose(fallback.run(ids, seg, mask), good.run(ids, seg, mask), atol=2e-2)
+    assert fallback.stats["gemm_fallbacks"] > 0
+    assert good.stats["gemm_fallbacks"] == 0
