@@ -200,7 +200,10 @@ def _answer_words(answer: dict, context: str, doc_tokens: tuple[str, ...], char_
                   where: str, src: str) -> tuple[int, int] | None:
     text = answer["text"]
     start = _get(answer, "answer_start", int, f"the answer of {where}", src)
-    if not text or start < 0 or start + len(text) > len(context):
+    if not text.strip():
+        raise UserError(f"{src}: the answer of {where} is empty: give its text, or mark the question "
+                        "is_impossible (SQuAD v2.0)")
+    if start < 0 or start + len(text) > len(context):
         raise UserError(f"{src}: the answer of {where} (start {start}, {len(text)} characters) "
                         f"lies outside its {len(context)}-character passage: fix answer_start")
     # An answer starting on whitespace before the first word would give word -1.
@@ -291,7 +294,7 @@ def _tokenize_docs(tokenizer: Tokenizer, docs: list[tuple[str, ...]]) -> list[_D
     n_pieces = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
     first_piece = np.concatenate([[0], np.cumsum(n_pieces)[:-1]]).astype(np.int64)
     all_ids = np.fromiter((i for p in pieces for i in p), dtype=np.int32, count=int(n_pieces.sum()))
-    id_to_token = [tokenizer.id_to_token(i) for i in range(tokenizer.get_vocab_size())]
+    id_to_token: dict[int, str] = {i: t for t, i in tokenizer.get_vocab().items()}
 
     out = []
     for words in doc_words:

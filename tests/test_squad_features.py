@@ -298,10 +298,22 @@ def test_training_needs_one_answer_inside_the_passage(tmp_path):
         {"id": "qf", "question": "q", "answers": [{"text": "b", "answer_start": 7}]}]}]}]}
     with pytest.raises(UserError, match="'qf'.*outside"):
         read_squad_examples(far, is_training=True)
+    blank = {"data": [{"paragraphs": [{"context": "a b", "qas": [
+        {"id": "qe", "question": "q", "answers": [{"text": " ", "answer_start": 1}]}]}]}]}
+    with pytest.raises(UserError, match="'qe' is empty"):
+        read_squad_examples(blank, is_training=True)
     # An answer text that is not at answer_start is skipped with a warning, as in BERT.
     wrong = {"data": [{"paragraphs": [{"context": "a b", "qas": [
         {"id": "qw", "question": "q", "answers": [{"text": "z", "answer_start": 0}]}]}]}]}
     assert read_squad_examples(wrong, is_training=True) == []
+
+
+def test_duplicate_vocabulary_entries_use_the_later_id():
+    # BERT's load_vocab fills a dict in file order, so a repeated token keeps its last line.
+    tok = load_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "b", "a"])
+    (f,) = convert_examples_to_features([example_from_text("a b", "b")], tok, FeatureConfig(16, 4, 4))
+    assert f.tokens == ["[CLS]", "b", "[SEP]", "a", "b", "[SEP]"]
+    assert f.input_ids[:6].tolist() == [2, 5, 3, 6, 5, 3]
 
 
 def test_stack_features_empty():
