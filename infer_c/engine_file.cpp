@@ -7,7 +7,6 @@
 #include <cstring>
 #include <memory>
 #include <set>
-#include <sstream>
 
 namespace bertqa {
 
@@ -100,11 +99,13 @@ const TensorEntry& EngineFile::tensor(const std::string& name) const {
     return tensors[it->second];
 }
 
+// No iostreams in the library: in some host processes (Python with other native extensions loaded)
+// their locale machinery crashed; std::to_string formats through snprintf.
 std::string EngineFile::profiles_text() const {
-    std::ostringstream os;
+    std::string out;
     for (size_t i = 0; i < profiles.size(); ++i)
-        os << (i ? ", " : "") << "B<=" << profiles[i].batch << " S=" << profiles[i].seq;
-    return os.str();
+        out += (i ? ", B<=" : "B<=") + std::to_string(profiles[i].batch) + " S=" + std::to_string(profiles[i].seq);
+    return out;
 }
 
 size_t EngineFile::profile_for(int batch, int seq) const {

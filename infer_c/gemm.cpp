@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
-#include <sstream>
 #include <stdexcept>
 
 #include "cuda_utils.h"
@@ -38,10 +37,9 @@ GemmEpilogue gemm_epilogue_from_string(const std::string& s) {
     throw std::invalid_argument("GEMM epilogue must be 'none', 'bias' or 'gelu_bias', got '" + s + "'");
 }
 
-std::string GemmShape::str() const {
-    std::ostringstream os;
-    os << "m=" << m << " n=" << n << " k=" << k << " " << to_string(dtype) << " " << to_string(epilogue);
-    return os.str();
+std::string GemmShape::str() const {  // no iostreams in the library (see engine_file.cpp)
+    return "m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k) + " " +
+           to_string(dtype) + " " + to_string(epilogue);
 }
 
 size_t cublaslt_version() { return cublasLtGetVersion(); }
