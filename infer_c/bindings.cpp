@@ -44,7 +44,8 @@ py::dict device_dict(const DeviceInfo& d) {
 PYBIND11_MODULE(_bertqa_cuda, m) {
     m.doc() = "BERT QA CUDA runtime: engine runner, GEMM tuning, device info";
 
-    static py::exception<UserError> user_error(m, "UserError", PyExc_ValueError);
+    // Translators are tried newest first: the base class is registered before its subclasses.
+    auto& user_error = py::register_exception<UserError>(m, "UserError", PyExc_ValueError);
     py::register_exception<EngineFileError>(m, "EngineFileError", user_error.ptr());
     py::register_exception<DeviceError>(m, "DeviceError", user_error.ptr());
 
