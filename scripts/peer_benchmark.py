@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -53,12 +52,14 @@ def main(argv=None) -> int:
             for _ in range(args.warm_up_runs):
                 graph.replay()
             torch.cuda.synchronize()
-            latencies = []
+            latencies = []  # CUDA events around each replay, as our perf binary times its graphs
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             for _ in range(args.iterations):
-                t0 = time.perf_counter()
+                start.record()
                 graph.replay()
-                torch.cuda.synchronize()
-                latencies.append(1e3 * (time.perf_counter() - t0))
+                end.record()
+                end.synchronize()
+                latencies.append(start.elapsed_time(end))
             assert torch.isfinite(out.start_logits).all()
         rows.append({"batch": batch, "seq": args.sequence_length, **summarize(latencies, batch)})
         del graph

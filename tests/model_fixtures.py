@@ -1,12 +1,14 @@
 """Small Hugging Face BERT QA models written to disk, shared by the tests that need one."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+# ../shared/data beside the checkout (CI, developers); BERTQA_SHARED_DATA where it travels elsewhere.
+SHARED = Path(os.environ.get("BERTQA_SHARED_DATA", REPO.parent / "shared" / "data"))
 DEFAULT_MODEL = REPO / "models" / "minilm-l6-squad"
 
 
