@@ -93,7 +93,17 @@ Options parse(int argc, char** argv) {
     return o;
 }
 
+// Device memory in use by this process beyond the CUDA context (0 if it cannot be read).
+size_t device_memory_in_use(size_t free_at_start) {
+    size_t free_now = 0, total = 0;
+    if (cudaMemGetInfo(&free_now, &total) != cudaSuccess || free_now > free_at_start) return 0;
+    return free_at_start - free_now;
+}
+
 int run(const Options& opt) {
+    size_t free_at_start = 0, total_memory = 0;
+    cudaFree(nullptr);  // create the context first, so it is not counted as the engine's memory
+    cudaMemGetInfo(&free_at_start, &total_memory);
     bertqa::BertRuntime rt(opt.engine, opt.enable_graph);
     const auto& profiles = rt.profiles();
     int seq = opt.seq;
@@ -149,7 +159,12 @@ int run(const Options& opt) {
            << ",\"p99_ms\":" << s.p99_ms << ",\"min_ms\":" << s.min_ms << ",\"max_ms\":" << s.max_ms
            << ",\"sequences_per_s\":" << s.sequences_per_s << "}";
     }
-    js << "]}\n";
+    // Peak use: everything stays allocated (buffers, workspace, captured graphs) until rt goes.
+    const size_t in_use = device_memory_in_use(free_at_start);
+    std::printf("device memory: %.1f MiB allocated by the engine, %.1f MiB in use by the process beyond the "
+                "CUDA context\n", double(rt.device_memory_bytes()) / 1048576.0, double(in_use) / 1048576.0);
+    js << "],\"engine_memory_bytes\":" << rt.device_memory_bytes() << ",\"process_memory_bytes\":" << in_use
+       << "}\n";
     if (!opt.json_path.empty()) {
         std::FILE* f = std::fopen(opt.json_path.c_str(), "w");
         if (!f) throw bertqa::UserError("cannot write " + opt.json_path);
