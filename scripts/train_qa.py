@@ -33,7 +33,9 @@ config.json, predictions and results.json with every recipe's numbers.
 Time: with --deadline-s (whole run) or --time-budget-s (training loop only),
 the training loop measures its own step rate and, when the planned steps
 cannot finish in time, shortens the schedule (the linear decay then ends at
-the new last step); results.json records the epochs actually trained.
+the new last step); results.json records the epochs actually trained, and
+`--max-steps STEPS --warmup-steps WARMUP_STEPS` (from results.json) replays
+such a shortened schedule without a deadline.
 
 Dev evaluation runs in float32 on the float16-rounded weights that are saved,
 with every feature padded to --max-seq-length as inference does, so the
@@ -287,6 +289,9 @@ def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng) -> list[np
     return [batches[i] for i in order]
 
 
+PROBE = 100  # step from which the training loop measures its step rate
+
+
 def lr_factor(step: int, warmup: int, total: int) -> float:
     if step < warmup:
         return (step + 1) / max(1, warmup)
@@ -309,7 +314,7 @@ def train(args, tag: str, train_arrays: dict, model, device, deadline: float | N
     if args.max_steps:
         total = min(total, args.max_steps)
     planned_total = total
-    warmup = int(round(args.warmup * total))
+    warmup = args.warmup_steps if args.warmup_steps else int(round(args.warmup * total))
 
     no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
     params = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
@@ -361,18 +366,20 @@ def train(args, tag: str, train_arrays: dict, model, device, deadline: float | N
             step += 1
             loss_sum += loss.detach()
             loss_n += 1
-            # Timing: probe the step rate after a short warm-up, then check it
-            # regularly; shorten the schedule only when the plan cannot finish.
-            if step == 10:
+            # Timing: measure the step rate from step PROBE on (past start-up, when the
+            # other recipes of a sweep have started too: an earlier probe overstated the
+            # time per step by 60% on the H100), check it every 200 steps from step
+            # 3 * PROBE, and shorten the schedule only when the plan cannot finish.
+            if step == PROBE:
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 t_probe = time.time()
-            check = step == 60 or (step > 60 and step % 200 == 0)
+            check = step >= 3 * PROBE and step % 200 == 0
             if deadline is not None and t_probe is not None and check and step < total:
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 now = time.time()
-                rate = (now - t_probe) / (step - 10)
+                rate = (now - t_probe) / (step - PROBE)
                 left = deadline - now
                 need = (total - step) * rate
                 if need > left:
@@ -399,7 +406,8 @@ def train(args, tag: str, train_arrays: dict, model, device, deadline: float | N
     if device.type == "cuda":
         torch.cuda.synchronize()
     train_s = time.time() - t_start
-    return {"steps": step, "planned_steps": planned_total, "steps_per_epoch": steps_per_epoch,
+    return {"steps": step, "planned_steps": planned_total, "warmup_steps": warmup,
+            "steps_per_epoch": steps_per_epoch,
             "epochs_trained": round(step / steps_per_epoch, 3), "shrunk": shrunk,
             "train_seconds": round(train_s, 1), "loss_history": history}
 
@@ -488,8 +496,10 @@ def run_recipe(args) -> dict:
         f"parameters, device {device}", tag)
     result = {"name": tag, "recipe": {"epochs": args.epochs, "lr": args.lr,
                                       "batch_size": args.batch_size, "warmup": args.warmup,
+                                      "warmup_steps": args.warmup_steps,
                                       "weight_decay": args.weight_decay, "seed": args.seed,
-                                      "bf16": args.bf16, "max_seq_length": args.max_seq_length,
+                                      "bf16": bool(args.bf16 and device.type == "cuda"),
+                                      "max_seq_length": args.max_seq_length,
                                       "doc_stride": args.doc_stride,
                                       "max_query_length": args.max_query_length}}
     result.update(train(args, tag, train_arrays, model, device, deadline))
@@ -649,6 +659,9 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--batch-size", type=int, default=48)
     p.add_argument("--warmup", type=float, default=0.1, help="warm-up fraction of the steps")
+    p.add_argument("--warmup-steps", type=int, default=0,
+                   help="warm-up steps (overrides --warmup; with --max-steps this replays a "
+                        "schedule that a deadline shortened, see results.json)")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--max-seq-length", type=int, default=384)
