@@ -402,3 +402,27 @@ def stack_features(features: Sequence[Feature]) -> dict[str, np.ndarray]:
         return {"input_ids": empty, "segment_ids": empty.copy(), "input_mask": empty.copy()}
     return {name: np.stack([getattr(f, name) for f in features]).astype(np.int32, copy=False)
             for name in ("input_ids", "segment_ids", "input_mask")}
+
+
+def first_questions(dataset: dict, n: int | None) -> dict:
+    """The SQuAD dataset cut after its first n questions in file order (n None or 0: all).
+
+    Articles and paragraphs keep their order; emptied ones are dropped. The fixed samples
+    of the model card and CI's end-to-end test are made with it.
+    """
+    if not n:
+        return dataset
+    out, left = [], n
+    for article in dataset["data"]:
+        paragraphs = []
+        for para in article["paragraphs"]:
+            if left <= 0:
+                break
+            qas = para["qas"][:left]
+            left -= len(qas)
+            paragraphs.append({**para, "qas": qas})
+        if paragraphs:
+            out.append({**article, "paragraphs": paragraphs})
+        if left <= 0:
+            break
+    return {**dataset, "data": out}

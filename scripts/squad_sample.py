@@ -5,24 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-
-def first_questions(dataset: dict, n: int) -> dict:
-    """The dataset cut after its first n questions, keeping articles and paragraphs whole otherwise."""
-    out, left = [], n
-    for article in dataset["data"]:
-        paragraphs = []
-        for para in article["paragraphs"]:
-            if left <= 0:
-                break
-            qas = para["qas"][:left]
-            left -= len(qas)
-            paragraphs.append({**para, "qas": qas})
-        if paragraphs:
-            out.append({**article, "paragraphs": paragraphs})
-        if left <= 0:
-            break
-    return {**dataset, "data": out}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv=None) -> int:
@@ -31,6 +16,8 @@ def main(argv=None) -> int:
     p.add_argument("n", type=int)
     p.add_argument("out")
     args = p.parse_args(argv)
+    from helpers.squad_features import first_questions
+
     with open(args.dataset, encoding="utf-8") as f:
         sample = first_questions(json.load(f), args.n)
     with open(args.out, "w", encoding="utf-8") as f:

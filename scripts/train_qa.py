@@ -62,6 +62,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from helpers.squad_features import first_questions  # noqa: E402  (the samples' one definition)
+
 T0 = time.time()
 
 
@@ -82,27 +84,6 @@ def load_squad_json(path: str | Path) -> dict:
             return json.load(f)
     with path.open(encoding="utf-8") as f:
         return json.load(f)
-
-
-def limit_questions(data: dict, limit: int | None) -> dict:
-    """The dataset cut to its first `limit` questions in file order (articles and
-    paragraphs kept in order, emptied ones dropped)."""
-    if not limit:
-        return data
-    out, left = [], limit
-    for article in data["data"]:
-        paragraphs = []
-        for para in article["paragraphs"]:
-            if left <= 0:
-                break
-            qas = para["qas"][:left]
-            left -= len(qas)
-            paragraphs.append({**para, "qas": qas})
-        if paragraphs:
-            out.append({**article, "paragraphs": paragraphs})
-        if left <= 0:
-            break
-    return {**data, "data": out}
 
 
 def question_ids(data: dict) -> list[str]:
@@ -188,8 +169,8 @@ def ensure_cache(args, cache: Path) -> None:
     t = time.time()
     vocab = str(Path(args.init) / "vocab.txt")
     cfg_kw = _cfg_kw(args)
-    train_data = limit_questions(load_squad_json(args.train), args.train_limit)
-    dev_data = limit_questions(load_squad_json(args.dev), args.dev_limit)
+    train_data = first_questions(load_squad_json(args.train), args.train_limit)
+    dev_data = first_questions(load_squad_json(args.dev), args.dev_limit)
     workers = max(1, args.workers)
     chunks = _split_data(train_data, max(1, 2 * workers - 1))
     log(f"features: {len(question_ids(train_data))} train questions in {len(chunks)} chunks, "
@@ -466,7 +447,7 @@ def evaluate(model, dev_cache: dict, args, device, tag: str, out: Path | None = 
 
 def sample_scores(dev_data: dict, predictions: dict, n: int) -> dict:
     from helpers.squad_metrics import evaluate_v1
-    sample = limit_questions(dev_data, n)
+    sample = first_questions(dev_data, n)
     return evaluate_v1(sample["data"], {q: predictions.get(q, "") for q in question_ids(sample)},
                        on_missing=None)
 

@@ -23,8 +23,7 @@ def card_sample_scores() -> dict:
 @pytest.mark.skipif(not DEV.is_file(), reason="../shared/data/squad/dev-v1.1.json is absent")
 def test_default_model_reaches_card_f1_on_dev_sample(tmp_path):
     scores = card_sample_scores()
-    sys.path.insert(0, str(REPO / "scripts"))
-    from squad_sample import first_questions
+    from helpers.squad_features import first_questions
 
     sample = tmp_path / "dev-sample.json"
     sample.write_text(json.dumps(first_questions(json.loads(DEV.read_text()), scores["questions"])))
