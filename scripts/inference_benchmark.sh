@@ -30,3 +30,6 @@ for model in bert-base bert-large; do
 done
 $py scripts/benchmark_report.py "${cases[@]}" --markdown "$out/benchmark.md" --plot "$out/latency.png"
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/device.txt"
+# The raw results travel as one archive (the device tool brings back at most 8 files).
+tar czf "$out/raw_results.tar.gz" -C "$out" $(cd "$out" && ls ours_*.json ours_*.txt peer_*.json device.txt)
+rm -f "$out"/ours_*.json "$out"/ours_*.txt "$out"/peer_*.json
