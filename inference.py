@@ -32,6 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("-b", "--batch-size", type=int, help="windows per engine call")
     p.add_argument("--json", action="store_true", help="one JSON object per question")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on SQuAD runs")
+    p.add_argument("--no-graph", action="store_true", help="cuda: launch kernels without CUDA graphs")
     args = p.parse_args(argv)
     if args.squad_json:
         if not args.output_prediction_file:
@@ -59,7 +60,8 @@ def read_text(path: str, what: str) -> str:
         raise UserError(f"cannot read {what} file {path}: {exc.strerror}") from None
 
 
-def main(argv=None) -> int:
+def main(argv=None, native: bool = False) -> int:
+    """native: inference_c.py, which runs cuda engines through the C++ runtime only."""
     args = parse_args(argv)
     from helpers.qa import Answerer, QAConfig
     from helpers.runtime import open_engine
@@ -69,8 +71,16 @@ def main(argv=None) -> int:
     else:
         from helpers.default_model import default_engine_path
 
-        engine_path = default_engine_path(args.backend, verbose=not args.json)
-    runner = open_engine(engine_path)
+        engine_path = default_engine_path("cuda" if native else args.backend, verbose=not args.json)
+    if native:
+        from helpers.engine_file import load_engine
+        from helpers.errors import UserError
+
+        backend = load_engine(engine_path, tensors=False).backend
+        if backend != "cuda":
+            raise UserError(f"{engine_path} is an {backend} engine; inference_c.py runs cuda engines "
+                            "(use inference.py, or build with --backend cuda)")
+    runner = open_engine(engine_path, enable_graph=not args.no_graph)
     vocab = None
     if args.vocab_file:
         from helpers.tokenization import check_vocab, read_vocab

@@ -119,3 +119,8 @@ def test_perf_runs(engine, tmp_path):
     assert "p99" in proc.stdout
     assert_user_error(run("perf.py", "-e", engine, "-b", "9", "-s", "64", "-i", "1", check=False),
                       "outside this engine's profiles")
+
+
+def test_inference_c_refuses_cpu_engines(engine):
+    assert_user_error(run("inference_c.py", "-e", engine, "-s", "64", "--max-query-length", "16",
+                          "-p", "Some text.", "-q", "what?", check=False), "inference_c.py runs cuda engines")
