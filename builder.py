@@ -1,5 +1,9 @@
 #!/usr/bin/env python3
-"""Build a BERT question-answering engine file from a checkpoint (demoBERT's builder options)."""
+"""Build a BERT question-answering engine file from a checkpoint (demoBERT's builder options).
+
+builder_varseqlen.py is this builder with varseqlen=True: a packed (variable sequence length) engine
+for at most -b sequences of at most -s tokens each (token capacity b x s), cuda backend only.
+"""
 from __future__ import annotations
 
 import argparse
@@ -10,8 +14,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__)
+VARSEQLEN_DESCRIPTION = ("Build a variable sequence length (packed) BERT question-answering engine: "
+                         "sequences run back to back without padding (cuda backend).")
+
+
+def parse_args(argv=None, varseqlen: bool = False) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=VARSEQLEN_DESCRIPTION if varseqlen else __doc__)
     src = p.add_argument_group("checkpoint (give one)")
     src.add_argument("--hf", metavar="DIR", help="Hugging Face directory (config.json + model.safetensors "
                      "or pytorch_model.bin)")
@@ -27,25 +35,43 @@ def parse_args(argv=None) -> argparse.Namespace:
     case.add_argument("--cased", dest="do_lower_case", action="store_false")
     p.add_argument("-o", "--output", help="engine file to write")
     p.add_argument("--onnx-out", metavar="FILE", help="also write the network as ONNX (opset 17)")
-    p.add_argument("-b", "--batch-size", type=int, action="append",
-                   help="batch size of a profile (repeatable; default 1)")
-    p.add_argument("-s", "--sequence-length", type=int, action="append",
-                   help="sequence length of a profile (repeatable; default 128)")
-    p.add_argument("--backend", choices=("onnxruntime", "cuda"),
-                   help="default: cuda where a GPU and the native module are present")
+    if varseqlen:
+        p.add_argument("-b", "--max-batch-size", dest="batch_size", type=int, action="append",
+                       help="maximum number of sequences per run (default 1)")
+        p.add_argument("-s", "--max-sequence-length", dest="sequence_length", type=int, action="append",
+                       help="maximum tokens of one sequence (default 128); token capacity = b x s")
+        p.add_argument("--backend", choices=("cuda",), default="cuda",
+                       help="cuda (the onnxruntime backend runs padded engines only)")
+    else:
+        p.add_argument("-b", "--batch-size", type=int, action="append",
+                       help="batch size of a profile (repeatable; default 1)")
+        p.add_argument("-s", "--sequence-length", type=int, action="append",
+                       help="sequence length of a profile (repeatable; default 128)")
+        p.add_argument("--backend", choices=("onnxruntime", "cuda"),
+                       help="default: cuda where a GPU and the native module are present")
     p.add_argument("--fp16", action="store_true", help="FP16 weights and activations")
     p.add_argument("--int8", action="store_true", help="INT8 (not supported yet)")
     p.add_argument("-w", "--workspace-size", type=int, help="GEMM workspace in MiB (cuda backend)")
     p.add_argument("-tcf", "--timing-cache-file", help="reuse GEMM timings across builds")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
+    args.varseqlen = varseqlen
     if not args.output and not args.onnx_out:
         p.error("give -o ENGINE and/or --onnx-out FILE")
+    if varseqlen:
+        for opt, vals in (("-b", args.batch_size), ("-s", args.sequence_length)):
+            if vals and len(set(vals)) > 1:
+                p.error(f"{opt} is given more than once: a packed engine has one maximum batch size and one "
+                        "maximum sequence length")
+        if args.batch_size and args.batch_size[0] < 1:
+            p.error(f"-b must be at least 1, got {args.batch_size[0]}")
+        if args.sequence_length and args.sequence_length[0] < 1:
+            p.error(f"-s must be at least 1, got {args.sequence_length[0]}")
     return args
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def main(argv=None, varseqlen: bool = False) -> int:
+    args = parse_args(argv, varseqlen)
     from helpers.build import build_engine, default_backend, load_checkpoint, profiles_from
     from helpers.engine_file import save_engine
 
@@ -64,9 +90,11 @@ def main(argv=None) -> int:
                                  ck.config.max_position_embeddings)
         backend = args.backend or default_backend()
         engine = build_engine(ck, backend, profiles, precision, timing_cache=args.timing_cache_file,
-                              workspace_mb=args.workspace_size, verbose=args.verbose)
+                              workspace_mb=args.workspace_size, verbose=args.verbose, packed=varseqlen)
         save_engine(args.output, engine)
-        print(f"wrote {args.output}: {backend} {precision}, {len(profiles)} profile(s), "
+        kind = (f"packed, max batch {profiles[0].batch} x max seq {profiles[0].seq} = "
+                f"{engine.token_capacity} tokens" if varseqlen else f"{len(profiles)} profile(s)")
+        print(f"wrote {args.output}: {backend} {precision}, {kind}, "
               f"{Path(args.output).stat().st_size / 2**20:.1f} MiB, {time.perf_counter() - t0:.1f} s")
     return 0
 

@@ -108,10 +108,14 @@ def profiles_from(batch_sizes: list[int], seq_lengths: list[int], max_position: 
 
 def build_engine(ck: Checkpoint, backend: str, profiles: list[Profile], precision: str = "fp32",
                  timing_cache: str | None = None, workspace_mb: int | None = None,
-                 verbose: bool = False) -> Engine:
+                 verbose: bool = False, packed: bool = False) -> Engine:
+    """packed=True: a variable sequence length engine (one profile: max batch, max seq)."""
     if precision in ("int8", "fp8"):
         raise UserError(f"{precision} engines are not supported yet; build with --fp16 or fp32")
     if backend == "onnxruntime":
+        if packed:
+            raise UserError("variable sequence length (packed) engines need the cuda backend; the onnxruntime "
+                            "backend runs padded batches only: use builder.py for a padded onnxruntime engine")
         from helpers import ort_backend
 
         return ort_backend.build_engine(ck.config, ck.weights, list(ck.vocab), ck.do_lower_case,
@@ -124,5 +128,5 @@ def build_engine(ck: Checkpoint, backend: str, profiles: list[Profile], precisio
             raise UserError(f"cannot build a cuda engine here: {why}")
         return cuda_backend.build_engine(ck.config, ck.weights, list(ck.vocab), ck.do_lower_case,
                                          profiles, precision, timing_cache=timing_cache,
-                                         workspace_mb=workspace_mb, verbose=verbose)
+                                         workspace_mb=workspace_mb, verbose=verbose, packed=packed)
     raise UserError(f"unknown backend {backend!r}: choose onnxruntime or cuda")

@@ -13,6 +13,12 @@ backend_info of a cuda engine:
                     plugins' bias_gelu after the GEMM), for hidden_act "gelu"
     output_rows     rows of the padded output linear (the first 2 are the start/end logits)
     gemm_algos      [{profile, m, n, k, dtype, epilogue, algo: [9 ints], time_us}]
+    token_granularity, tuned_tokens   packed engines: token buckets are multiples of the granularity;
+                    GEMMs are tuned at tuned_tokens (m) and a bucket uses the next tuned m up
+
+Packed engines (sequence_mode "packed", builder_varseqlen.py) run variable-length sequences back to
+back (helpers/packing.py): CudaRunner.run_packed(ids [T], segs [T], cu_seqlens [B+1]) -> [T, 2], and
+CudaRunner.run(padded [B, S] arrays) packs them and returns padded logits.
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers import packing
 from helpers.config import BertConfig
 from helpers.engine_file import Engine, Profile, load_engine
 from helpers.errors import EngineFileError, UserError
@@ -110,6 +117,25 @@ def _profiles(profiles, cfg: BertConfig) -> list[Profile]:
     return out
 
 
+def token_granularity(max_seq: int) -> int:
+    """Token-bucket granularity of a packed engine (the C++ runtime's rule: min(128, max seq))."""
+    return min(128, int(max_seq))
+
+
+def packed_tuning_sizes(max_batch: int, max_seq: int) -> list[int]:
+    """GEMM m values tuned for a packed engine: g x {1, 2, 3, 4, 6, 8, 12, ...} up to the largest bucket."""
+    g = token_granularity(max_seq)
+    top = -(-max_batch * max_seq // g) * g
+    sizes, k = set(), 1
+    while k * g < top:
+        sizes.add(k * g)
+        if k * 3 // 2 * g < top and k >= 2:
+            sizes.add(k * 3 // 2 * g)
+        k *= 2
+    sizes.add(top)
+    return sorted(sizes)
+
+
 def _epilogue(activation: str, gelu_mode: str) -> str:
     if activation == "none":
         return "bias"
@@ -153,13 +179,14 @@ def build_engine(cfg: BertConfig, weights: Weights, vocab: list[str], do_lower_c
                  verbose: bool = False, *, workspace_mb: int | None = None,
                  gelu_epilogue: bool | None = None, max_candidates: int = 16,
                  tune_iterations: int = 20, extended_search: bool = True,
-                 producer: str = "bertqa cuda_backend") -> Engine:
+                 producer: str = "bertqa cuda_backend", packed: bool = False) -> Engine:
     """An Engine for the cuda backend, tuned on this GPU (save it with helpers.engine_file.save_engine).
 
     weights are the canonical float32 weights of helpers/weights.py. gelu_epilogue chooses how an
     erf-GELU model's FFN activation runs (None: the default for the precision, see FP16_GELU_EPILOGUE).
     extended_search also times variants of cuBLASLt's candidates (CTA swizzling, split-K for small
-    outputs); max_candidates bounds the heuristic's list.
+    outputs); max_candidates bounds the heuristic's list. packed=True builds a variable sequence
+    length engine: profiles must be one (max batch, max seq); GEMMs are tuned at packed_tuning_sizes.
     """
     if precision not in ("fp32", "fp16"):
         raise UserError(f"the cuda backend builds fp32 or fp16 engines, not {precision}")
@@ -171,6 +198,9 @@ def build_engine(cfg: BertConfig, weights: Weights, vocab: list[str], do_lower_c
         raise UserError(f"the vocabulary has {len(vocab)} tokens but the model's vocab_size is "
                         f"{cfg.vocab_size}; pass the checkpoint's own vocab.txt")
     profs = _profiles(profiles, cfg)
+    if packed and len(profs) != 1:
+        raise UserError("a packed (variable sequence length) engine takes one maximum batch (-b) and one "
+                        f"maximum sequence length (-s), got {len(profs)} profiles")
     workspace = int(workspace_mb if workspace_mb is not None else DEFAULT_WORKSPACE_MB) << 20
     if workspace < 1 << 20:
         raise UserError("the GEMM workspace must be at least 1 MiB (-w)")
@@ -210,8 +240,8 @@ def build_engine(cfg: BertConfig, weights: Weights, vocab: list[str], do_lower_c
     cache = _read_timing_cache(cache_path, verbose)
     wanted = []   # (profile index, m, n, k, epilogue, cache key)
     for pi, p in enumerate(profs):
-        for n, k, epi in linears:
-            m = p.batch * p.seq
+        sizes = packed_tuning_sizes(p.batch, p.seq) if packed else [p.batch * p.seq]
+        for (n, k, epi), m in ((lin, m) for lin in linears for m in sizes):
             key = _cache_key(dev, m, n, k, precision, epi, workspace) + ("" if extended_search else " heuristic")
             wanted.append((pi, m, n, k, epi, key))
     todo = sorted({w[5]: w for w in wanted if w[5] not in cache}.values(), key=lambda w: w[5])
@@ -241,9 +271,14 @@ def build_engine(cfg: BertConfig, weights: Weights, vocab: list[str], do_lower_c
         "cuda_runtime_version": int(dev["cuda_runtime_version"]), "workspace_bytes": workspace,
         "gelu": gelu_mode, "output_rows": OUTPUT_ROWS, "gemm_algos": gemm_algos,
     }
+    if packed:
+        backend_info["token_granularity"] = token_granularity(profs[0].seq)
+        backend_info["tuned_tokens"] = packed_tuning_sizes(profs[0].batch, profs[0].seq)
     return Engine(backend=BACKEND, precision=precision, config=cfg, network=network,
                   profiles=tuple(profs), vocab=tuple(vocab), do_lower_case=bool(do_lower_case),
-                  tensors=tensors, backend_info=backend_info, producer=producer)
+                  tensors=tensors, backend_info=backend_info, producer=producer,
+                  sequence_mode="packed" if packed else "padded",
+                  token_capacity=profs[0].batch * profs[0].seq if packed else 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,6 +307,9 @@ class CudaRunner:
             self._rt = mod.Runner(str(path), bool(enable_graph))
         self.engine = load_engine(path, backend=BACKEND, tensors=False)
         self.profiles = tuple(Profile(b, s) for b, s in self._rt.profiles)
+        self.packed = bool(self._rt.packed)
+        self.max_batch, self.max_seq = int(self._rt.max_batch), max(p.seq for p in self.profiles)
+        self.token_capacity = int(self._rt.token_capacity)
         header = json.loads(bytes(self._rt.header_json).decode("utf-8"))
         self.engine_info = {
             "path": str(path), "backend": header["backend"], "precision": header["precision"],
@@ -281,17 +319,46 @@ class CudaRunner:
             "gemm_algos": len(header.get("backend_info", {}).get("gemm_algos", [])),
             "device": dict(self._rt.device), "enable_graph": self._rt.graph_enabled,
             "device_memory_bytes": self._rt.device_memory_bytes,
+            "sequence_mode": header.get("sequence_mode", "padded"),
         }
+        if self.packed:
+            self.engine_info["token_capacity"] = self.token_capacity
 
     @property
     def stats(self) -> dict:
         return dict(self._rt.stats)
 
     def run(self, input_ids, segment_ids, input_mask) -> np.ndarray:
+        """Padded [B, S] int arrays -> logits [B, S, 2]. Packed engines drop the padding (by the
+        prefix mask), run the packed batch and return packing.PAD_LOGIT at the padding positions."""
         arrays = [_int32_array(n, a) for n, a in (("input_ids", input_ids), ("segment_ids", segment_ids),
                                                   ("input_mask", input_mask))]
+        if self.packed:
+            if arrays[0].ndim != 2:
+                raise UserError(f"input_ids must be a 2-D [batch, seq] array, got shape {arrays[0].shape}")
+            if arrays[0].shape[1] > self.max_seq:
+                raise UserError(f"sequence length {arrays[0].shape[1]} is over this engine's maximum "
+                                f"{self.max_seq}; rebuild with builder_varseqlen.py -s")
+            pb = packing.pack(*arrays)
+            out = self.run_packed(pb.input_ids, pb.segment_ids, pb.cu_seqlens)
+            return packing.unpack_logits(out, pb.cu_seqlens, arrays[0].shape[1])
         with _native_errors():
             return self._rt.run(*arrays)
+
+    def run_packed(self, input_ids, segment_ids, cu_seqlens, max_seqlen: int | None = None) -> np.ndarray:
+        """Packed engines: token ids [T] and segment ids [T] of all sequences back to back, cu_seqlens
+        [B+1] (sequence b = tokens cu_seqlens[b]..cu_seqlens[b+1]) -> float32 logits [T, 2].
+        max_seqlen, if given, must be at least the longest sequence (the engine's maximum is used)."""
+        arrays = [_int32_array(n, np.asarray(a).reshape(-1) if np.ndim(a) == 0 else a)
+                  for n, a in (("input_ids", input_ids), ("segment_ids", segment_ids), ("cu_seqlens", cu_seqlens))]
+        if max_seqlen is not None:
+            lengths = np.diff(arrays[2].astype(np.int64)) if arrays[2].ndim == 1 else np.zeros(0)
+            if max_seqlen > self.max_seq:
+                raise UserError(f"max_seqlen {max_seqlen} is over this engine's maximum sequence length {self.max_seq}")
+            if lengths.size and lengths.max() > max_seqlen:
+                raise UserError(f"a sequence has {int(lengths.max())} tokens, more than max_seqlen {max_seqlen}")
+        with _native_errors():
+            return self._rt.run_packed(*arrays)
 
     def time_forward(self, input_ids, segment_ids, input_mask, iterations: int, warmup: int) -> list[float]:
         """Device latencies (ms, CUDA events) of forward passes on inputs uploaded once, as build/perf."""

@@ -19,8 +19,11 @@ The JSON header holds: "backend" ("onnxruntime" | "cuda"), "precision",
 {"batch", "seq"}), "vocab" (list of tokens), "do_lower_case", "tensors"
 (list of {"name", "dtype", "shape", "offset", "nbytes"}, offsets relative to the
 data start), "producer", and "backend_info" (what the backend chose at build
-time, e.g. the GPU architecture and GEMM algorithms). The C++ runtime reads the
-same layout (infer_c/engine_file.h).
+time, e.g. the GPU architecture and GEMM algorithms), and "sequence_mode":
+"padded" (fixed [batch, seq] inputs; files without the field are padded) or
+"packed" (variable sequence length, builder_varseqlen.py: one profile {max
+batch, max seq} and "token_capacity" = max batch x max seq tokens per run).
+The C++ runtime reads the same layout (infer_c/engine_file.h).
 """
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ FORMAT_VERSION = 1
 ALIGN = 256
 PREAMBLE = struct.Struct("<8sIIQQII24x")  # 64 bytes
 BACKENDS = ("onnxruntime", "cuda")
+SEQUENCE_MODES = ("padded", "packed")
 DTYPES = {"float32": np.float32, "float16": np.float16, "int8": np.int8, "int32": np.int32}
 
 
@@ -63,16 +67,36 @@ class Engine:
     tensors: dict  # name -> numpy array (read-only views of the file's data)
     backend_info: dict
     producer: str = ""
+    sequence_mode: str = "padded"  # "padded" | "packed" (variable sequence length)
+    token_capacity: int = 0        # packed: max batch x max seq tokens per run
+
+    @property
+    def packed(self) -> bool:
+        return self.sequence_mode == "packed"
 
     def profile_for(self, batch: int, seq: int) -> Profile:
         """The smallest profile that runs (batch, seq), or a UserError naming the profiles."""
-        fits = [p for p in self.profiles if p.seq == seq and p.batch >= batch]
+        if self.packed:  # any sequence length up to the maximum
+            fits = [p for p in self.profiles if p.seq >= seq and p.batch >= batch]
+        else:
+            fits = [p for p in self.profiles if p.seq == seq and p.batch >= batch]
         if not fits:
             have = ", ".join(f"B<={p.batch} S={p.seq}" for p in self.profiles)
             raise EngineFileError(
                 f"batch {batch} x sequence length {seq} is outside this engine's profiles ({have}); "
                 "rebuild with builder.py -b/-s covering it")
         return min(fits, key=lambda p: p.batch)
+
+
+def check_sequence_mode(engine: Engine, where: str = "the engine") -> None:
+    """EngineFileError unless the sequence mode and (packed) its profile and capacity agree."""
+    if engine.sequence_mode not in SEQUENCE_MODES:
+        raise EngineFileError(f"{where}: unknown sequence_mode {engine.sequence_mode!r} "
+                              f"(expected {' or '.join(SEQUENCE_MODES)})")
+    if engine.packed:
+        if len(engine.profiles) != 1 or engine.token_capacity != engine.profiles[0].batch * engine.profiles[0].seq:
+            raise EngineFileError(f"{where}: a packed engine has one profile (max batch, max seq) and "
+                                  "token_capacity = max batch x max seq")
 
 
 def _pad(n: int) -> int:
@@ -99,7 +123,10 @@ def save_engine(path: str | Path, engine: Engine) -> None:
         "profiles": [{"batch": p.batch, "seq": p.seq} for p in engine.profiles],
         "vocab": list(engine.vocab), "do_lower_case": engine.do_lower_case,
         "backend_info": engine.backend_info, "tensors": table,
+        "sequence_mode": engine.sequence_mode,
     }
+    if engine.packed:
+        header["token_capacity"] = int(engine.token_capacity)
     hbytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
     crc = 0
     for arr, pad in blobs:
@@ -180,7 +207,9 @@ def load_engine(path: str | Path, backend: str | None = None, tensors: bool = Tr
             profiles=tuple(Profile(int(p["batch"]), int(p["seq"])) for p in h["profiles"]),
             vocab=tuple(h["vocab"]), do_lower_case=bool(h["do_lower_case"]),
             tensors=arrays, backend_info=dict(h.get("backend_info", {})),
-            producer=h.get("producer", ""))
+            producer=h.get("producer", ""), sequence_mode=h.get("sequence_mode", "padded"),
+            token_capacity=int(h.get("token_capacity", 0)))
+        check_sequence_mode(engine, where)
     except EngineFileError:
         raise
     except (KeyError, TypeError, ValueError) as exc:

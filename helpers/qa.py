@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from helpers.errors import UserError
+from helpers.packing import PAD_LOGIT, plan_batches
 from helpers.squad_features import (FeatureConfig, convert_examples_to_features, example_from_text,
                                     stack_features)
 from helpers.squad_postprocess import get_predictions
@@ -30,12 +31,20 @@ class Answerer:
 
     def __init__(self, runner, cfg: QAConfig = QAConfig(), vocab=None, do_lower_case: bool | None = None):
         engine = runner.engine
+        self.packed = bool(getattr(engine, "packed", False))
         seqs = sorted({p.seq for p in engine.profiles})
+        if self.packed and cfg.max_seq_length > seqs[-1]:
+            raise UserError(f"max_seq_length {cfg.max_seq_length} is over this packed engine's maximum sequence "
+                            f"length {seqs[-1]}; pass a smaller -s or rebuild the engine")
+        if self.packed:  # any window length up to the maximum
+            seqs = [cfg.max_seq_length]
+            engine_batch = max(p.batch for p in engine.profiles)
         if cfg.max_seq_length not in seqs:
             raise UserError(f"the engine has no profile for sequence length {cfg.max_seq_length} "
                             f"(it has {', '.join(map(str, seqs))}); pass -s with one of them "
                             "or rebuild the engine")
-        largest = max(p.batch for p in engine.profiles if p.seq == cfg.max_seq_length)
+        largest = engine_batch if self.packed else max(p.batch for p in engine.profiles
+                                                                if p.seq == cfg.max_seq_length)
         if cfg.batch_size is not None and not 1 <= cfg.batch_size <= largest:
             raise UserError(f"batch size {cfg.batch_size} is outside the engine's 1..{largest} "
                             f"at sequence length {cfg.max_seq_length}")
@@ -52,16 +61,32 @@ class Answerer:
         """Run every feature through the engine; unique_id -> (start_logits, end_logits), seconds."""
         arrays = stack_features(features)
         results, seconds = {}, 0.0
-        for lo in range(0, len(features), self.batch_size):
-            hi = min(lo + self.batch_size, len(features))
+        if self.packed:
+            # Packed engines: windows sorted by real length, each call filled up to the batch size
+            # and the engine's token capacity; the runner drops the padding.
+            lengths = arrays["input_mask"].sum(axis=1) if len(features) else np.zeros(0, np.int64)
+            capacity = self.runner.engine.token_capacity
+            batches = plan_batches(lengths, self.batch_size, capacity)
+        else:
+            batches = [slice(lo, min(lo + self.batch_size, len(features)))
+                       for lo in range(0, len(features), self.batch_size)]
+        for idx in batches:
+            width = int(lengths[idx].max()) if self.packed else arrays["input_ids"].shape[1]
+            rows = (idx, slice(0, width))
             t0 = time.perf_counter()
-            logits = self.runner.run(arrays["input_ids"][lo:hi], arrays["segment_ids"][lo:hi],
-                                     arrays["input_mask"][lo:hi])
+            logits = self.runner.run(arrays["input_ids"][rows], arrays["segment_ids"][rows],
+                                     arrays["input_mask"][rows])
             seconds += time.perf_counter() - t0
-            for f, row in zip(features[lo:hi], np.asarray(logits, dtype=np.float32)):
+            logits = np.asarray(logits, dtype=np.float32)
+            if width < arrays["input_ids"].shape[1]:  # back to the windows' length, PAD_LOGIT past the end
+                full = np.full((len(idx), arrays["input_ids"].shape[1], 2), PAD_LOGIT, np.float32)
+                full[:, :width] = logits
+                logits = full
+            for f, row in zip(features[idx] if isinstance(idx, slice) else [features[i] for i in idx.tolist()],
+                              logits):
                 results[f.unique_id] = (row[:, 0], row[:, 1])
             if progress is not None:
-                progress.update(hi - lo)
+                progress.update(len(logits))
         return results, seconds
 
     def predict(self, examples, progress_factory=None):

@@ -74,6 +74,13 @@ BertRuntime::BertRuntime(const std::string& engine_path, bool enable_graph)
                                                             std::to_string(p.seq) + " is too large (over 16M tokens)"));
         max_tokens_ = std::max(max_tokens_, p.batch * p.seq);
     }
+    if (engine.packed()) {
+        packed_ = true;
+        token_capacity_ = engine.token_capacity;
+        max_seq_ = profiles_[0].seq;
+        granularity_ = std::min(128, max_seq_);
+        max_tokens_ = token_bucket(token_capacity_);
+    }
     const json::Value& bi = engine.backend_info;
     if (const json::Value* ws = bi.find("workspace_bytes"))
         if (ws->is_integer() && ws->as_int() > 0) workspace_bytes_ = size_t(ws->as_int());
@@ -98,9 +105,12 @@ BertRuntime::BertRuntime(const std::string& engine_path, bool enable_graph)
             for (const auto& a : algos->as_array("gemm_algos")) {
                 std::vector<int64_t> ints;
                 for (const auto& x : a.get_array("algo")) ints.push_back(x.as_int("algo"));
-                const auto key = std::make_tuple(int(a.get_int("profile")), int(a.get_int("n")), int(a.get_int("k")),
-                                                 int(gemm_epilogue_from_string(a.get_string("epilogue"))));
-                stored_algos_[key] = GemmAlgoConfig::from_ints(ints);
+                const int n = int(a.get_int("n")), k = int(a.get_int("k"));
+                const int epi = int(gemm_epilogue_from_string(a.get_string("epilogue")));
+                if (packed_)
+                    packed_algos_[std::make_tuple(n, k, epi)][int(a.get_int("m"))] = GemmAlgoConfig::from_ints(ints);
+                else
+                    stored_algos_[std::make_tuple(int(a.get_int("profile")), n, k, epi)] = GemmAlgoConfig::from_ints(ints);
             }
         } catch (const std::exception& ex) {
             throw EngineFileError(engine_problem(path_, std::string("its GEMM algorithms are malformed (") + ex.what() + ")"));
@@ -109,7 +119,7 @@ BertRuntime::BertRuntime(const std::string& engine_path, bool enable_graph)
 
     plan_buffers();
     workspace_.reset(workspace_bytes_, "the GEMM workspace");
-    const size_t io_ints = 2 * size_t(max_tokens_) + size_t(max_batch_);
+    const size_t io_ints = 2 * size_t(max_tokens_) + size_t(max_batch_) + 2;
     dev_io_.reset(io_ints * sizeof(int32_t), "the input ids");
     dev_logits_.reset(size_t(max_tokens_) * 2 * sizeof(float), "the logits");
     host_in_ = PinnedBuffer(io_ints * sizeof(int32_t));
@@ -291,6 +301,10 @@ void BertRuntime::plan_buffers() {
 // ---------------------------------------------------------------------------------------------
 void BertRuntime::check_inputs(const int32_t* ids, const int32_t* segs, const int32_t* mask, int batch,
                                int seq) const {
+    if (packed_)
+        throw UserError("this is a packed (variable sequence length) engine: give packed inputs (run_packed: "
+                        "token ids [T], segment ids [T], cu_seqlens [B+1]), or use helpers' CudaRunner.run, "
+                        "which packs padded arrays");
     if (batch < 1 || seq < 1)
         throw UserError("batch and sequence length must be >= 1, got batch " + std::to_string(batch) +
                         " and sequence length " + std::to_string(seq));
@@ -354,17 +368,42 @@ BertRuntime::ShapeState& BertRuntime::shape_state(int batch, int seq) {
     if (it != shapes_.end()) return *it->second;
     EngineFile lookup;
     lookup.profiles = profiles_;
+    auto st = make_state(batch * seq, lookup.profile_for(batch, seq));
+    return *shapes_.emplace(key, std::move(st)).first->second;
+}
+
+BertRuntime::ShapeState& BertRuntime::packed_state(int token_bucket, int batch_bucket) {
+    const auto key = std::make_pair(token_bucket, batch_bucket);
+    auto it = packed_shapes_.find(key);
+    if (it != packed_shapes_.end()) return *it->second;
+    return *packed_shapes_.emplace(key, make_state(token_bucket, 0)).first->second;
+}
+
+std::unique_ptr<BertRuntime::ShapeState> BertRuntime::make_state(int m, size_t profile) {
     auto st = std::make_unique<ShapeState>();
-    st->profile = lookup.profile_for(batch, seq);
+    st->profile = profile;
     const GemmDType dt = half_ ? GemmDType::kFloat16 : GemmDType::kFloat32;
     for (const Step& s : steps_) {
         if (s.kind != Step::Kind::kLinear) continue;
-        GemmShape shape{batch * seq, s.n, s.k, dt, s.epilogue};
+        GemmShape shape{m, s.n, s.k, dt, s.epilogue};
         GemmPlan plan(*lt_, shape);
-        const auto key4 = std::make_tuple(int(st->profile), s.n, s.k, int(s.epilogue));
-        auto a = stored_algos_.find(key4);
-        if (a == stored_algos_.end() || !plan.set_algo(a->second, workspace_bytes_)) {
-            if (a != stored_algos_.end() && gemm_fallbacks_++ == 0)
+        const GemmAlgoConfig* stored = nullptr;
+        bool exact = true;
+        if (packed_) {
+            // The algorithm tuned for the smallest tuned m >= this bucket (else the largest).
+            auto pa = packed_algos_.find(std::make_tuple(s.n, s.k, int(s.epilogue)));
+            if (pa != packed_algos_.end() && !pa->second.empty()) {
+                auto at = pa->second.lower_bound(m);
+                if (at == pa->second.end()) --at;
+                stored = &at->second;
+                exact = at->first == m;
+            }
+        } else {
+            auto a = stored_algos_.find(std::make_tuple(int(profile), s.n, s.k, int(s.epilogue)));
+            if (a != stored_algos_.end()) stored = &a->second;
+        }
+        if (!stored || !plan.set_algo(*stored, workspace_bytes_)) {
+            if (stored && exact && gemm_fallbacks_++ == 0)
                 std::fprintf(stderr,
                              "warning: this cuBLASLt (%zu) rejects a GEMM algorithm stored in %s (built with cuBLASLt "
                              "%s); using its heuristic instead. Rebuild the engine for full speed.\n",
@@ -374,16 +413,17 @@ BertRuntime::ShapeState& BertRuntime::shape_state(int batch, int seq) {
         if (s.epilogue != GemmEpilogue::kNone) plan.set_bias(weight_ptr_.at(s.weights[1]));
         st->gemms.push_back(std::move(plan));
     }
-    return *shapes_.emplace(key, std::move(st)).first->second;
+    return st;
 }
 
-void BertRuntime::enqueue_ops(ShapeState& st, int batch, int seq) {
+void BertRuntime::enqueue_ops(ShapeState& st, const Exec& x) {
     cudaStream_t stream = stream_->get();
-    const int T = batch * seq;
+    const int T = x.tokens;
+    const int batch = x.batch, seq = x.seq;
     const DType dt = half_ ? DType::kFloat16 : DType::kFloat32;
     const int32_t* ids = dev_io_.as<int32_t>();
     const int32_t* segs = ids + T;
-    const int32_t* seqlens = ids + 2 * size_t(T);
+    const int32_t* seqlens = ids + 2 * size_t(T);  // padded: [batch] lengths; packed: cu_seqlens [batch + 1]
     auto act = [&](const std::string& name) { return buffers_[size_t(act_buffer_.at(name))].get(); };
     auto w = [&](const Step& s, size_t i) { return weight_ptr_.at(s.weights[i]); };
 
@@ -405,7 +445,7 @@ void BertRuntime::enqueue_ops(ShapeState& st, int batch, int seq) {
                 p.tokens = T;
                 p.seq = seq;
                 p.batch = batch;
-                p.cu_seqlens = nullptr;
+                p.cu_seqlens = x.packed ? seqlens : nullptr;
                 p.hidden = s.width;
                 p.eps = s.eps;
                 embed_layernorm(p, stream);
@@ -436,8 +476,8 @@ void BertRuntime::enqueue_ops(ShapeState& st, int batch, int seq) {
                 p.heads = s.heads;
                 p.head_size = s.head_size;
                 p.seq = seq;
-                p.seqlens = seqlens;
-                p.cu_seqlens = nullptr;
+                p.seqlens = x.packed ? nullptr : seqlens;
+                p.cu_seqlens = x.packed ? seqlens : nullptr;
                 p.scale = s.scale;
                 attention(p, stream);
                 break;
@@ -462,12 +502,13 @@ void BertRuntime::enqueue_ops(ShapeState& st, int batch, int seq) {
     if (op_events_) op_events_->back()->record(stream);
 }
 
-void BertRuntime::forward(int batch, int seq) {
-    ShapeState& st = shape_state(batch, seq);
+void BertRuntime::forward(int batch, int seq) { run_graph(shape_state(batch, seq), padded_exec(batch, seq)); }
+
+void BertRuntime::run_graph(ShapeState& st, const Exec& x) {
     if (!enable_graph_ || !st.ran_eager) {
         // Eager: always without graphs; with graphs, the first pass of a shape (it also settles
         // any lazy initialisation of the kernels before capture).
-        enqueue_ops(st, batch, seq);
+        enqueue_ops(st, x);
         st.ran_eager = true;
         return;
     }
@@ -476,7 +517,7 @@ void BertRuntime::forward(int batch, int seq) {
         BERTQA_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
         cudaGraph_t raw = nullptr;
         try {
-            enqueue_ops(st, batch, seq);
+            enqueue_ops(st, x);
         } catch (const std::exception& ex) {
             cudaStreamEndCapture(stream, &raw);
             if (raw) cudaGraphDestroy(raw);
@@ -579,11 +620,11 @@ std::vector<std::pair<std::string, double>> BertRuntime::time_ops(int batch, int
     for (size_t i = 0; i <= steps_.size(); ++i) events.push_back(std::make_unique<Event>());
     ShapeState& st = shape_state(batch, seq);
     std::vector<double> per_step(steps_.size(), 0.0);
-    enqueue_ops(st, batch, seq);  // warm-up
+    enqueue_ops(st, padded_exec(batch, seq));  // warm-up
     for (int it = 0; it < iterations; ++it) {
         op_events_ = &events;
         try {
-            enqueue_ops(st, batch, seq);
+            enqueue_ops(st, padded_exec(batch, seq));
         } catch (...) {
             op_events_ = nullptr;
             throw;
@@ -616,6 +657,93 @@ std::vector<std::pair<std::string, double>> BertRuntime::time_ops(int batch, int
     return out;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Packed (variable sequence length) execution
+// ---------------------------------------------------------------------------------------------
+int BertRuntime::token_bucket(int tokens) const {
+    const int g = std::max(granularity_, 1);
+    return std::max(1, (tokens + g - 1) / g) * g;
+}
+
+int BertRuntime::batch_bucket(int batch) const {
+    int b = 1;
+    while (b < batch) b *= 2;
+    return std::min(b, std::max(max_batch_, batch));
+}
+
+void BertRuntime::check_packed_inputs(const int32_t* ids, const int32_t* segs, int tokens, const int32_t* cu,
+                                      int batch) const {
+    if (!packed_)
+        throw UserError("this engine runs padded [batch, seq] inputs (sequence_mode 'padded'); packed inputs need "
+                        "an engine built with builder_varseqlen.py");
+    if (batch < 1) throw UserError("cu_seqlens must hold at least 2 entries (one sequence), got " +
+                                   std::to_string(batch < 0 ? 0 : batch + 1));
+    if (batch > max_batch_)
+        throw UserError("batch of " + std::to_string(batch) + " sequences is over this engine's maximum batch " +
+                        std::to_string(max_batch_) + "; split it or rebuild with builder_varseqlen.py -b");
+    if (tokens < 1) throw UserError("no tokens given; every sequence needs at least its [CLS] token");
+    if (tokens > token_capacity_)
+        throw UserError("total token count " + std::to_string(tokens) + " is over this engine's token capacity " +
+                        std::to_string(token_capacity_) + " (max batch " + std::to_string(max_batch_) +
+                        " x max sequence length " + std::to_string(max_seq_) + "); split the batch");
+    if (!ids || !segs || !cu) throw UserError("input_ids, segment_ids and cu_seqlens must all be given");
+    if (cu[0] != 0) throw UserError("cu_seqlens must start at 0, got cu_seqlens[0] = " + std::to_string(cu[0]));
+    for (int b = 0; b < batch; ++b) {
+        const int64_t len = int64_t(cu[b + 1]) - cu[b];
+        if (len < 0)
+            throw UserError("cu_seqlens must be non-decreasing, but cu_seqlens[" + std::to_string(b + 1) + "] = " +
+                            std::to_string(cu[b + 1]) + " < cu_seqlens[" + std::to_string(b) + "] = " +
+                            std::to_string(cu[b]));
+        if (len == 0)
+            throw UserError("sequence " + std::to_string(b) +
+                            " is empty (cu_seqlens repeats a value); every sequence needs at least its [CLS] token");
+        if (len > max_seq_)
+            throw UserError("sequence " + std::to_string(b) + " has " + std::to_string(len) +
+                            " tokens, longer than this engine's maximum sequence length " + std::to_string(max_seq_));
+    }
+    if (cu[batch] != tokens)
+        throw UserError("cu_seqlens must end at the token count " + std::to_string(tokens) + ", got cu_seqlens[" +
+                        std::to_string(batch) + "] = " + std::to_string(cu[batch]));
+    const int vocab = config_.vocab_size, types = config_.type_vocab_size;
+    for (int t = 0; t < tokens; ++t) {
+        if (ids[t] < 0 || ids[t] >= vocab)
+            throw UserError("input_ids[" + std::to_string(t) + "] = " + std::to_string(ids[t]) +
+                            " is outside the vocabulary [0, " + std::to_string(vocab) +
+                            "); tokenize with the engine's own vocabulary");
+        if (segs[t] < 0 || segs[t] >= types)
+            throw UserError("segment_ids[" + std::to_string(t) + "] = " + std::to_string(segs[t]) + " must be in [0, " +
+                            std::to_string(types) + ") (0 for the question, 1 for the passage)");
+    }
+}
+
+void BertRuntime::run_packed(const int32_t* ids, const int32_t* segs, int tokens, const int32_t* cu, int batch,
+                             float* out) {
+    std::lock_guard<std::mutex> lock(mu_);
+    check_packed_inputs(ids, segs, tokens, cu, batch);
+    if (!out) throw UserError("no output array given");
+    const int tb = token_bucket(tokens), bb = batch_bucket(batch);
+    // Staging: ids | segs over the bucket (the dummy tokens past `tokens` are id 0, segment 0), then
+    // cu_seqlens over the batch bucket (empty sequences at `tokens`) and the dummy sequence's end.
+    int32_t* h = host_in_.as<int32_t>();
+    const size_t TB = size_t(tb), T = size_t(tokens);
+    std::memcpy(h, ids, T * sizeof(int32_t));
+    std::memset(h + T, 0, (TB - T) * sizeof(int32_t));
+    std::memcpy(h + TB, segs, T * sizeof(int32_t));
+    std::memset(h + TB + T, 0, (TB - T) * sizeof(int32_t));
+    int32_t* c = h + 2 * TB;
+    std::memcpy(c, cu, size_t(batch + 1) * sizeof(int32_t));
+    for (int b = batch + 1; b <= bb; ++b) c[b] = tokens;
+    c[bb + 1] = tb;
+    BERTQA_CUDA_CHECK(cudaMemcpyAsync(dev_io_.get(), h, (2 * TB + size_t(bb) + 2) * sizeof(int32_t),
+                                      cudaMemcpyHostToDevice, stream_->get()));
+    staged_shape_ = {0, 0};  // the padded staging is overwritten
+    run_graph(packed_state(tb, bb), Exec{true, bb + 1, max_seq_, tb});
+    BERTQA_CUDA_CHECK(cudaMemcpyAsync(host_logits_.get(), dev_logits_.get(), T * 2 * sizeof(float),
+                                      cudaMemcpyDeviceToHost, stream_->get()));
+    stream_->synchronize();
+    std::memcpy(out, host_logits_.get(), T * 2 * sizeof(float));
+}
+
 RuntimeStats BertRuntime::stats() const {
     RuntimeStats s;
     s.weight_bytes = weights_.bytes();
@@ -624,6 +752,7 @@ RuntimeStats BertRuntime::stats() const {
     s.io_bytes = dev_io_.bytes() + dev_logits_.bytes();
     s.workspace_bytes = workspace_.bytes();
     for (const auto& kv : shapes_) s.graphs += kv.second->graph ? 1 : 0;
+    for (const auto& kv : packed_shapes_) s.graphs += kv.second->graph ? 1 : 0;
     s.gemm_fallbacks = gemm_fallbacks_;
     return s;
 }

@@ -9,6 +9,12 @@
 // prefix of ones with at least one token per sequence, (batch, seq) inside a profile), copies them
 // in from pinned staging, runs, and copies the logits out: one stream synchronisation per call.
 // The first call for a (batch, seq) runs eagerly and captures the graph for the later ones.
+// Packed engines (sequence_mode "packed", builder_varseqlen.py) run variable-length sequences back to
+// back without padding: run_packed(ids [T], segs [T], cu_seqlens [B+1]) -> logits [T, 2]. GEMMs run
+// over T rounded up to the engine's token granularity (a "bucket"), the batch is rounded up to a
+// power of two with empty sequences, and the bucket's extra tokens form one dummy sequence of id 0
+// (computed, never read back), so a CUDA graph per (token bucket, batch bucket) replays any batch
+// of that size with no host synchronisation beyond the logits copy.
 // Activations live in a few buffers sized for the largest profile and shared by the ops whose
 // lifetimes do not overlap. A runtime object is used by one thread at a time (run() locks).
 #pragma once
@@ -51,6 +57,23 @@ public:
     void run(const int32_t* input_ids, const int32_t* segment_ids, const int32_t* input_mask, int batch, int seq,
              float* out);
 
+    // Packed engines: sequence b is tokens [cu_seqlens[b], cu_seqlens[b+1]) of input_ids/segment_ids
+    // ([tokens] each); logits [tokens, 2] into out. UserError (before any kernel runs) when
+    // cu_seqlens does not start at 0, decreases, does not end at tokens, has an empty sequence or
+    // one longer than max_seq(), tokens > token_capacity(), batch > max_batch(), or an id is out of range.
+    void run_packed(const int32_t* input_ids, const int32_t* segment_ids, int tokens, const int32_t* cu_seqlens,
+                    int batch, float* out);
+    void check_packed_inputs(const int32_t* input_ids, const int32_t* segment_ids, int tokens,
+                             const int32_t* cu_seqlens, int batch) const;
+    bool packed() const { return packed_; }
+    int token_capacity() const { return token_capacity_; }
+    int max_batch() const { return max_batch_; }
+    int max_seq() const { return max_seq_; }
+    int token_granularity() const { return granularity_; }
+    // Packed buckets: tokens rounded up to the granularity; batch to a power of two (<= max_batch()).
+    int token_bucket(int tokens) const;
+    int batch_bucket(int batch) const;
+
     // For timing: check and upload inputs once (synchronously) ...
     void set_inputs(const int32_t* input_ids, const int32_t* segment_ids, const int32_t* input_mask, int batch,
                     int seq);
@@ -91,11 +114,21 @@ public:
 private:
     struct Step;
     struct ShapeState;
+    struct Exec {                 // the shape the kernels see
+        bool packed = false;
+        int batch = 0;            // padded: B; packed: batch bucket + 1 (the dummy sequence)
+        int seq = 0;              // padded: S; packed: the engine's max sequence length
+        int tokens = 0;           // padded: B * S; packed: the token bucket
+    };
 
     void build_steps(const EngineFile& engine);
     void plan_buffers();
     ShapeState& shape_state(int batch, int seq);
-    void enqueue_ops(ShapeState& st, int batch, int seq);
+    ShapeState& packed_state(int token_bucket, int batch_bucket);
+    std::unique_ptr<ShapeState> make_state(int m, size_t profile);
+    void enqueue_ops(ShapeState& st, const Exec& x);
+    void run_graph(ShapeState& st, const Exec& x);
+    static Exec padded_exec(int batch, int seq) { return Exec{false, batch, seq, batch * seq}; }
     void stage_inputs(const int32_t* input_ids, const int32_t* segment_ids, const int32_t* input_mask, int batch,
                       int seq);
     void forward(int batch, int seq);
@@ -110,6 +143,10 @@ private:
     std::vector<ProfileDesc> profiles_;
     int max_tokens_ = 0;
     int max_batch_ = 0;
+    bool packed_ = false;
+    int token_capacity_ = 0;
+    int max_seq_ = 0;
+    int granularity_ = 0;
     size_t workspace_bytes_ = size_t(32) << 20;
     std::string built_cublaslt_;
 
@@ -131,7 +168,10 @@ private:
 
     // Stored GEMM algorithms: (profile, n, k, epilogue) -> config.
     std::map<std::tuple<int, int, int, int>, GemmAlgoConfig> stored_algos_;
+    // Packed engines: (n, k, epilogue) -> tuned m -> config (the bucket uses the next tuned m up).
+    std::map<std::tuple<int, int, int>, std::map<int, GemmAlgoConfig>> packed_algos_;
     std::map<std::pair<int, int>, std::unique_ptr<ShapeState>> shapes_;
+    std::map<std::pair<int, int>, std::unique_ptr<ShapeState>> packed_shapes_;  // (token bucket, batch bucket)
     int gemm_fallbacks_ = 0;
     std::pair<int, int> staged_shape_{0, 0};
     std::vector<std::unique_ptr<Event>>* op_events_ = nullptr;  // time_ops(): one event before each op

@@ -3,6 +3,8 @@
 //
 //   Runner(engine_path, enable_graph=True)
 //     .run(input_ids, segment_ids, input_mask) -> float32 [B, S, 2]   (int32 C-contiguous arrays, no copies)
+//     .run_packed(input_ids [T], segment_ids [T], cu_seqlens [B+1]) -> float32 [T, 2]   (packed engines)
+//     .packed, .token_capacity, .max_batch, .max_seq, .token_granularity
 //     .set_inputs(...), .time_forward(batch, seq, iterations, warmup) -> [ms]   (for perf.py)
 //     .profiles, .header_json, .precision, .graph_enabled, .device_memory_bytes, .stats, .device
 //   tune_gemms([(m, n, k, dtype, epilogue)], workspace_bytes, max_candidates, iterations) -> [dict]
@@ -68,6 +70,32 @@ PYBIND11_MODULE(_bertqa_cuda, m) {
                 return out;
             },
             py::arg("input_ids"), py::arg("segment_ids"), py::arg("input_mask"))
+        .def(
+            "run_packed",
+            [](BertRuntime& rt, const IntArray& ids, const IntArray& segs, const IntArray& cu) {
+                if (ids.ndim() != 1 || segs.ndim() != 1 || cu.ndim() != 1)
+                    throw UserError("packed input_ids, segment_ids and cu_seqlens must be 1-D arrays");
+                if (segs.shape(0) != ids.shape(0))
+                    throw UserError("packed input_ids and segment_ids must have the same length, got " +
+                                    std::to_string(ids.shape(0)) + " and " + std::to_string(segs.shape(0)));
+                if (ids.shape(0) > INT32_MAX || cu.shape(0) > INT32_MAX)
+                    throw UserError("packed inputs are too long");
+                const int tokens = int(ids.shape(0));
+                const int batch = int(cu.shape(0)) - 1;
+                py::array_t<float> out({py::ssize_t(tokens), py::ssize_t(2)});
+                float* dst = out.mutable_data();
+                {
+                    py::gil_scoped_release release;
+                    rt.run_packed(ids.data(), segs.data(), tokens, cu.data(), batch, dst);
+                }
+                return out;
+            },
+            py::arg("input_ids"), py::arg("segment_ids"), py::arg("cu_seqlens"))
+        .def_property_readonly("packed", &BertRuntime::packed)
+        .def_property_readonly("token_capacity", &BertRuntime::token_capacity)
+        .def_property_readonly("max_batch", &BertRuntime::max_batch)
+        .def_property_readonly("max_seq", &BertRuntime::max_seq)
+        .def_property_readonly("token_granularity", &BertRuntime::token_granularity)
         .def(
             "set_inputs",
             [](BertRuntime& rt, const IntArray& ids, const IntArray& segs, const IntArray& mask) {

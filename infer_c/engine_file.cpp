@@ -231,6 +231,16 @@ void parse_header(EngineFile& e, uint64_t data_size) {
 
         for (const auto& p : h.get_array("profiles"))
             e.profiles.push_back({positive_int(p, "batch"), positive_int(p, "seq")});
+        if (const json::Value* sm = h.find("sequence_mode")) e.sequence_mode = sm->as_string("sequence_mode");
+        if (e.sequence_mode != "padded" && e.sequence_mode != "packed")
+            throw json::TypeError("sequence_mode must be 'padded' or 'packed', got '" + e.sequence_mode + "'");
+        if (e.packed()) {
+            e.token_capacity = positive_int(h, "token_capacity");
+            if (e.profiles.size() != 1 ||
+                int64_t(e.profiles[0].batch) * e.profiles[0].seq != int64_t(e.token_capacity))
+                throw json::TypeError("a packed engine has one profile {max batch, max seq} and "
+                                      "token_capacity = batch * seq");
+        }
         e.vocab_entries = h.get_array("vocab").size();
         e.do_lower_case = h.get_bool("do_lower_case");
         if (const json::Value* bi = h.find("backend_info")) {

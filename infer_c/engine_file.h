@@ -74,6 +74,11 @@ struct EngineFile {
     std::string output;
     std::vector<OpDesc> ops;
     std::vector<ProfileDesc> profiles;
+    // "padded" (the default, and what files without the field are) or "packed" (variable sequence
+    // length: one profile {max batch, max seq}; token_capacity = max batch * max seq tokens per run).
+    std::string sequence_mode = "padded";
+    int token_capacity = 0;
+    bool packed() const { return sequence_mode == "packed"; }
     bool do_lower_case = true;
     size_t vocab_entries = 0;
     std::string header_text;  // the JSON header as stored

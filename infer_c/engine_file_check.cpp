@@ -32,9 +32,11 @@ int main(int argc, char** argv) {
         }
         const std::string backend = argc >= 3 ? argv[2] : "cuda";
         const bertqa::EngineFile e = bertqa::read_engine_file(argv[1], backend);
-        std::printf("ok backend=%s precision=%s layers=%d hidden=%d ops=%zu profiles=%s vocab=%zu lower=%d\n",
+        std::printf("ok backend=%s precision=%s layers=%d hidden=%d ops=%zu profiles=%s vocab=%zu lower=%d "
+                    "mode=%s capacity=%d\n",
                     e.backend.c_str(), e.precision.c_str(), e.config.num_layers, e.config.hidden_size, e.ops.size(),
-                    e.profiles_text().c_str(), e.vocab_entries, int(e.do_lower_case));
+                    e.profiles_text().c_str(), e.vocab_entries, int(e.do_lower_case), e.sequence_mode.c_str(),
+                    e.token_capacity);
         for (const auto& t : e.tensors) {
             std::string shape;
             for (size_t i = 0; i < t.shape.size(); ++i) shape += (i ? "x" : "") + std::to_string(t.shape[i]);
