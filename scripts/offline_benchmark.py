@@ -5,9 +5,10 @@ padded fixed-length engine and on the packed (variable sequence length) engine, 
 
     python3 scripts/offline_benchmark.py [--out DIR] [--limit N]
 
-Both engines are fp16, built here for this GPU (-b 128 -s 384; the packed one's token capacity is
-128 x 384). Padded: windows in file order, 128 per call, [128, 384] arrays. Packed: windows sorted by
-real length (longest first), each call filled up to 128 windows / the token capacity, run through
+Both engines are fp16, built here for this GPU, one pair per max batch B (-b, default 128 and 256;
+-s 384; the packed one's token capacity is B x 384). Padded: windows in file order, B per call,
+[B, 384] arrays. Packed: windows sorted by real length (longest first), each call filled up to B
+windows / the token capacity, run through
 CudaRunner.run_packed (sequences back to back, no padding computed). samples/s = windows / wall-clock
 seconds of the timed pass (host staging, the forward pass, the logits copy; inputs already tokenized),
 after untimed warm-up passes that settle each shape's eager first run and CUDA-graph capture. The two
@@ -36,7 +37,8 @@ def parse_args(argv=None):
     p.add_argument("--model-dir", help="Hugging Face BERT dir (default: random BERT-large written here)")
     p.add_argument("--vocab", default=str(REPO / "models" / "minilm-l6-squad" / "vocab.txt"),
                    help="uncased WordPiece vocab (30522 tokens, BERT's)")
-    p.add_argument("-b", "--batch-size", type=int, default=128)
+    p.add_argument("-b", "--batch-sizes", type=lambda t: [int(x) for x in t.split(",")], default=[128, 256],
+                   help="max batch of each engine pair (padded -b B, packed -b B); comma-separated")
     p.add_argument("-s", "--max-seq-length", type=int, default=384)
     p.add_argument("--doc-stride", type=int, default=128)
     p.add_argument("--max-query-length", type=int, default=64)
@@ -92,72 +94,79 @@ def main(argv=None) -> int:
 
         make_random_checkpoint.main(["bert-large", str(model_dir)])
     ck = load_checkpoint(hf=str(model_dir), vocab=args.vocab, do_lower_case=True)
-    runners, build_s = {}, {}
-    for mode in ("padded", "packed"):
+
+    def build(mode: str, batch: int):
         t0 = time.perf_counter()
         eng = cuda_backend.build_engine(ck.config, ck.weights, list(ck.vocab), True,
-                                        [Profile(args.batch_size, args.max_seq_length)], "fp16",
+                                        [Profile(batch, args.max_seq_length)], "fp16",
                                         timing_cache=work / "timing.cache", max_candidates=args.max_candidates,
                                         packed=mode == "packed", producer="offline_benchmark")
-        path = work / f"bert-large-{mode}.engine"
+        path = work / f"bert-large-{mode}-b{batch}.engine"
         save_engine(path, eng)
-        runners[mode] = cuda_backend.CudaRunner(path)
-        build_s[mode] = time.perf_counter() - t0
-        print(f"built {mode} engine in {build_s[mode]:.1f} s", flush=True)
-    dev = runners["padded"].engine_info["device"]
+        runner = cuda_backend.CudaRunner(path)
+        print(f"built {mode} engine -b {batch} -s {args.max_seq_length} in {time.perf_counter() - t0:.1f} s",
+              flush=True)
+        return runner, time.perf_counter() - t0
 
-    # Padded: file order, B windows per call.
-    pad_batches = [slice(lo, min(lo + args.batch_size, n)) for lo in range(0, n, args.batch_size)]
-    padded = runners["padded"]
-    run_padded = lambda s: padded.run(ids[s], seg[s], mask[s])  # noqa: E731
-    for s in pad_batches[:1] + pad_batches[-1:]:  # each shape: eager pass, then graph capture
-        run_padded(s), run_padded(s)
-    pad_s, pad_out = timed_pass(run_padded, pad_batches)
+    rows, dev = [], None
+    for batch in args.batch_sizes:
+        # Padded: file order, B windows per call.
+        padded, b_pad = build("padded", batch)
+        dev = padded.engine_info["device"]
+        pad_batches = [slice(lo, min(lo + batch, n)) for lo in range(0, n, batch)]
+        run_padded = lambda s: padded.run(ids[s], seg[s], mask[s])  # noqa: E731
+        for s in pad_batches[:1] + pad_batches[-1:]:  # each shape: eager pass, then graph capture
+            run_padded(s), run_padded(s)
+        pad_s, pad_out = timed_pass(run_padded, pad_batches)
+        pad_logits = np.concatenate(pad_out)
+        del pad_out
+        rows.append({"engine": "padded", "batch": batch, "seconds": pad_s, "samples_per_s": n / pad_s,
+                     "calls": len(pad_batches), "build_s": b_pad})
 
-    # Packed: sorted by length, filled to B windows / the token capacity; packed before the timing
-    # (the padded run's inputs are ready-made arrays too), and once more through the padded-array API.
-    packed = runners["packed"]
-    idx_batches = plan_batches(lengths, args.batch_size, packed.token_capacity)
-    packs = [pack(ids[i], seg[i], mask[i]) for i in idx_batches]
-    run_packed = lambda pb: packed.run_packed(pb.input_ids, pb.segment_ids, pb.cu_seqlens)  # noqa: E731
-    warm_s = [timed_pass(run_packed, packs)[0] for _ in range(2)]  # eager passes, then graph captures
-    pk_s, pk_out = timed_pass(run_packed, packs)
-    api_s, _ = timed_pass(lambda i: packed.run(ids[i], seg[i], mask[i]), idx_batches)
+        # Packed: sorted by length, filled to B windows / the token capacity; packed before the timing
+        # (the padded run's inputs are ready-made arrays too), and once more through the padded-array API.
+        packed, b_pk = build("packed", batch)
+        idx_batches = plan_batches(lengths, batch, packed.token_capacity)
+        packs = [pack(ids[i], seg[i], mask[i]) for i in idx_batches]
+        run_packed = lambda pb: packed.run_packed(pb.input_ids, pb.segment_ids, pb.cu_seqlens)  # noqa: E731
+        warm_s = [timed_pass(run_packed, packs)[0] for _ in range(2)]  # eager passes, then graph captures
+        pk_s, pk_out = timed_pass(run_packed, packs)
+        api_s, _ = timed_pass(lambda i: packed.run(ids[i], seg[i], mask[i]), idx_batches)
+        rel = np.empty(n)  # the two engines agree on every window
+        for i, pb, o in zip(idx_batches, packs, pk_out):
+            for j, row in enumerate(i.tolist()):
+                a = o[pb.cu_seqlens[j]:pb.cu_seqlens[j + 1]].astype(np.float64)
+                r = pad_logits[row, :lengths[row]].astype(np.float64)
+                rel[row] = np.linalg.norm(a - r) / max(np.linalg.norm(r), 1e-30)
+        rows.append({"engine": "packed", "batch": batch, "seconds": pk_s, "samples_per_s": n / pk_s,
+                     "calls": len(idx_batches), "build_s": b_pk,
+                     "mean_tokens_per_call": float(lengths.sum() / len(idx_batches)),
+                     "token_capacity": packed.token_capacity, "graphs": packed.stats["graphs"],
+                     "warm_up_passes_s": warm_s, "speedup_vs_padded_same_batch": pad_s / pk_s,
+                     "via_padded_api": {"seconds": api_s, "samples_per_s": n / api_s},
+                     "rel_error_vs_padded": {"max": float(rel.max()), "mean": float(rel.mean())}})
+        del pk_out
 
-    # The two engines agree on every window.
-    pad_logits = np.concatenate(pad_out)
-    rel = np.empty(n)
-    for i, pb, o in zip(idx_batches, packs, pk_out):
-        for j, row in enumerate(i.tolist()):
-            a = o[pb.cu_seqlens[j]:pb.cu_seqlens[j + 1]].astype(np.float64)
-            r = pad_logits[row, :lengths[row]].astype(np.float64)
-            rel[row] = np.linalg.norm(a - r) / max(np.linalg.norm(r), 1e-30)
-
-    graphs = packed.stats["graphs"]
     res = {
         "device": dev["name"], "sm": dev["sm"], "cublaslt_version": dev["cublaslt_version"],
         "model": "BERT-large (random weights), fp16", "windows": n, "questions": len(examples),
-        "max_seq_length": args.max_seq_length, "doc_stride": args.doc_stride, "batch": args.batch_size,
+        "max_seq_length": args.max_seq_length, "doc_stride": args.doc_stride,
         "mean_real_tokens": float(lengths.mean()), "padding_fraction": float(1 - lengths.mean() / args.max_seq_length),
-        "padded": {"seconds": pad_s, "samples_per_s": n / pad_s, "calls": len(pad_batches)},
-        "packed": {"seconds": pk_s, "samples_per_s": n / pk_s, "calls": len(idx_batches),
-                   "mean_tokens_per_call": float(lengths.sum() / len(idx_batches)),
-                   "token_capacity": packed.token_capacity, "graphs": graphs, "warm_up_passes_s": warm_s},
-        "packed_via_padded_api": {"seconds": api_s, "samples_per_s": n / api_s},
-        "speedup": pad_s / pk_s,
-        "packed_vs_padded_rel_error": {"max": float(rel.max()), "mean": float(rel.mean())},
-        "build_s": build_s, "features_s": t_feat,
+        "results": rows, "features_s": t_feat,
         "command": "python3 scripts/offline_benchmark.py" + "".join(f" {a}" for a in (argv or sys.argv[1:])),
     }
     (out_dir / "offline_benchmark.json").write_text(json.dumps(res, indent=1))
     print(f"\noffline SQuAD dev v1.1 ({n} windows, mean {lengths.mean():.1f} real tokens of "
           f"{args.max_seq_length}), BERT-large fp16, {dev['name']}")
-    print(f"{'engine':<28} {'calls':>6} {'seconds':>8} {'samples/s':>10}")
-    print(f"{'padded (B=128, S=384)':<28} {len(pad_batches):>6} {pad_s:>8.3f} {n / pad_s:>10.1f}")
-    print(f"{'packed (run_packed)':<28} {len(idx_batches):>6} {pk_s:>8.3f} {n / pk_s:>10.1f}")
-    print(f"{'packed (padded-array API)':<28} {len(idx_batches):>6} {api_s:>8.3f} {n / api_s:>10.1f}")
-    print(f"speedup packed/padded {pad_s / pk_s:.2f}x; packed vs padded logits rel error max {rel.max():.2e} "
-          f"mean {rel.mean():.2e}; wrote {out_dir / 'offline_benchmark.json'}")
+    print(f"{'engine':<8} {'max batch':>9} {'calls':>6} {'seconds':>8} {'samples/s':>10} {'vs padded':>9} "
+          f"{'padded-array API':>16} {'max rel err':>11}")
+    for r in rows:
+        pk = r["engine"] == "packed"
+        print(f"{r['engine']:<8} {r['batch']:>9} {r['calls']:>6} {r['seconds']:>8.3f} {r['samples_per_s']:>10.1f} "
+              f"{(str(round(r['speedup_vs_padded_same_batch'], 2)) + 'x') if pk else '':>9} "
+              f"{(str(round(r['via_padded_api']['samples_per_s'], 1)) + '/s') if pk else '':>16} "
+              f"{('%.2e' % r['rel_error_vs_padded']['max']) if pk else '':>11}")
+    print(f"wrote {out_dir / 'offline_benchmark.json'}")
     return 0
 
 
