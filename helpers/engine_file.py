@@ -74,9 +74,11 @@ class Engine:
     def packed(self) -> bool:
         return self.sequence_mode == "packed"
 
-    def profile_for(self, batch: int, seq: int) -> Profile:
-        """The smallest profile that runs (batch, seq), or a UserError naming the profiles."""
-        if self.packed:  # any sequence length up to the maximum
+    def profile_for(self, batch: int, seq: int, shorter_seq: bool = False) -> Profile:
+        """The smallest profile that runs (batch, seq), or a UserError naming the profiles.
+        Packed engines, and runners that take any shape (shorter_seq=True: ONNX Runtime), run any
+        sequence length up to a profile's; the cuda engine's padded profiles are exact lengths."""
+        if self.packed or shorter_seq:
             fits = [p for p in self.profiles if p.seq >= seq and p.batch >= batch]
         else:
             fits = [p for p in self.profiles if p.seq == seq and p.batch >= batch]

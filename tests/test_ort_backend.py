@@ -11,7 +11,7 @@ from helpers.engine_file import load_engine, save_engine
 from helpers.errors import UserError
 from helpers.onnx_export import write_onnx
 from helpers.ort_backend import OrtRunner
-from model_fixtures import DEFAULT_MODEL, hf_logits, random_inputs, save_random_hf_model
+from model_fixtures import DEFAULT_MODEL, REPO, hf_logits, random_inputs, save_random_hf_model
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +77,8 @@ def test_bad_inputs_are_refused(small_model, tmp_path):
     ids, seg, mask = random_inputs(np.random.default_rng(3), 2, 16, 120)
     with pytest.raises(UserError, match="outside this engine's profiles"):
         runner.run(np.zeros((5, 16), np.int32), seg[:1].repeat(5, 0), mask[:1].repeat(5, 0))
-    with pytest.raises(UserError, match="sequence length 20|outside"):
-        runner.run(ids[:, :4].repeat(5, 1), seg[:, :4].repeat(5, 1), mask[:, :4].repeat(5, 1))
+    with pytest.raises(UserError, match="outside this engine's profiles"):  # S = 80 > 64
+        runner.run(ids[:, :4].repeat(20, 1), seg[:, :4].repeat(20, 1), mask[:, :4].repeat(20, 1))
     bad = ids.copy()
     bad[0, 0] = 120
     with pytest.raises(UserError, match="token ids"):
@@ -93,3 +93,33 @@ def test_fp16_needs_cuda(small_model):
     ck = load_checkpoint(hf=str(small_model))
     with pytest.raises(UserError, match="fp32 only"):
         build_engine(ck, "onnxruntime", profiles_from([1], [16], 512), "fp16")
+
+
+def test_shorter_sequences_run_within_a_profile(small_model, tmp_path):
+    runner = engine_for(small_model, tmp_path)  # B <= 4 at S = 16 and 64: any S <= 64 runs
+    ids, seg, mask = random_inputs(np.random.default_rng(4), 3, 40, 120)
+    assert np.abs(runner.run(ids, seg, mask) - hf_logits(small_model, ids, seg, mask)).max() <= 1e-4
+    with pytest.raises(UserError, match="outside this engine's profiles"):
+        runner.run(*(np.tile(a, (1, 2)) for a in (ids, seg, mask)))  # S = 80
+
+
+class WholeWindows:
+    """The same runner without shorter_seq: the Answerer then runs every window at full length."""
+
+    def __init__(self, runner):
+        self.engine, self.run = runner.engine, runner.run
+
+
+@pytest.mark.skipif(not (DEFAULT_MODEL / "model.safetensors").is_file(), reason="default model not committed")
+def test_length_sorted_cut_batches_answer_as_whole_windows(tmp_path):
+    from helpers.qa import Answerer, QAConfig
+
+    runner = engine_for(DEFAULT_MODEL, tmp_path, batch=4, seqs=(64,))
+    passage = (REPO / "scripts" / "sample_passage.txt").read_text()
+    questions = ["What is TensorRT?", "What does it optimize?", "Who makes it?", "Which GPUs?", "Why?"]
+    cfg = QAConfig(max_seq_length=64, doc_stride=24, max_query_length=16, batch_size=3)  # ragged windows
+    cut, whole = Answerer(runner, cfg), Answerer(WholeWindows(runner), cfg)
+    assert cut.shorter_seq and not whole.shorter_seq
+    for a, b in zip(cut.answer(passage, questions), whole.answer(passage, questions)):
+        assert (a["answer"], a["start"], a["end"]) == (b["answer"], b["start"], b["end"])
+        assert abs(a["score"] - b["score"]) <= 1e-3
