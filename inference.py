@@ -47,17 +47,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def read_text(path: str, what: str) -> str:
-    from helpers.errors import UserError
+    from helpers.errors import read_utf8
 
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"no {what} file at {path}") from None
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{what} file {path} is not UTF-8 text (byte {exc.start}); "
-                        "convert it with iconv -t UTF-8") from None
-    except OSError as exc:
-        raise UserError(f"cannot read {what} file {path}: {exc.strerror}") from None
+    text = read_utf8(path, f"{what} file", "save it as UTF-8 text (e.g. iconv -t UTF-8)")
+    return text.replace("\r\n", "\n").replace("\r", "\n")  # universal newlines, as text mode reads
 
 
 def main(argv=None, native: bool = False) -> int:

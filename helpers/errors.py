@@ -7,8 +7,10 @@ status 2; they never show a traceback for it.
 """
 from __future__ import annotations
 
+import json
 import sys
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 
 class UserError(Exception):
@@ -21,6 +23,34 @@ class CheckpointError(UserError):
 
 class EngineFileError(UserError):
     """An engine file that is missing, truncated, corrupt, foreign or of another version."""
+
+
+def read_utf8(path: str | Path, what: str, fix: str) -> str:
+    """The text of a UTF-8 file, or a one-line UserError naming the file's problem; `what` names the
+    file ("vocabulary file"), `fix` says what to pass instead."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"no {what} at {path} (not found): {fix}") from None
+    except IsADirectoryError:
+        raise UserError(f"{what} {path} is a directory: {fix}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{what} {path} is not UTF-8 (bad byte at offset {exc.start}): {fix}") from None
+
+
+def read_json(path: str | Path, what: str, fix: str) -> Any:
+    """A UTF-8 JSON file's value, or a one-line UserError as read_utf8's (or naming the JSON error)."""
+    text = read_utf8(path, what, fix)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
+                        f"{exc.msg}): {fix}") from None
 
 
 def run_main(main: Callable[[], int | None]) -> None:

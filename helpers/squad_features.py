@@ -12,7 +12,6 @@ call for the whole data set.
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 from tokenizers import Tokenizer
 
-from helpers.errors import UserError
+from helpers.errors import UserError, read_json
 
 log = logging.getLogger(__name__)
 
@@ -111,27 +110,6 @@ def example_from_text(passage: str, question: str, qas_id: str = "0") -> SquadEx
                         doc_tokens=doc_tokens, char_to_word_offset=offsets)
 
 
-def _load_json(path: Path) -> Any:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"no SQuAD file at {path}: check the path") from None
-    except IsADirectoryError:
-        raise UserError(f"{path} is a directory: pass a SQuAD .json file") from None
-    except OSError as exc:
-        raise UserError(f"cannot read SQuAD file {path}: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"SQuAD file {path} is not UTF-8 (bad byte at offset {exc.start}): "
-                        "pass the official JSON file, not a compressed or re-encoded copy") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"SQuAD file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
-                        f"{exc.msg}): pass a SQuAD v1.1/v2.0 JSON file") from None
-
-
 def _get(obj: Any, key: str, kind: type | tuple[type, ...], where: str, src: str) -> Any:
     if not isinstance(obj, dict) or key not in obj:
         raise UserError(f"{src}: {where} lacks the field {key!r}: it is not in SQuAD format")
@@ -154,7 +132,7 @@ def read_squad_examples(path_or_dataset: str | Path | dict, is_training: bool,
         data, src = path_or_dataset, "SQuAD data"
     else:
         path = Path(path_or_dataset)
-        data, src = _load_json(path), f"SQuAD file {path}"
+        data, src = read_json(path, "SQuAD file", "pass a SQuAD v1.1/v2.0 JSON file"), f"SQuAD file {path}"
     articles = _get(data, "data", list, "the top level", src)
     examples: list[SquadExample] = []
     skipped = 0

@@ -41,7 +41,7 @@ from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from helpers.errors import UserError
+from helpers.errors import UserError, read_json
 
 __all__ = [
     "normalize_answer", "get_tokens", "exact_match_score", "f1_score_v1", "f1_score_v2",
@@ -106,21 +106,7 @@ def f1_score_v2(prediction: str, ground_truth: str) -> float:
 
 def load_json(path: str | Path, what: str) -> Any:
     """Read a JSON file, turning every way it can be unreadable into one UserError line."""
-    path = Path(path)
-    try:
-        with path.open(encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise UserError(f"{what} file not found: {path}") from None
-    except IsADirectoryError:
-        raise UserError(f"{what} path is a directory, not a JSON file: {path}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{what} file is not UTF-8 text: {path}") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{what} file is not valid JSON ({exc.msg} at line {exc.lineno} "
-                        f"column {exc.colno}): {path}") from None
-    except OSError as exc:
-        raise UserError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
+    return read_json(path, f"{what} file", "pass the JSON file the official evaluator reads")
 
 
 def iter_questions(dataset: Any) -> Iterator[tuple[str, list[str]]]:

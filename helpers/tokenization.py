@@ -13,7 +13,7 @@ from typing import Sequence
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
-from helpers.errors import UserError
+from helpers.errors import UserError, read_utf8
 
 UNK = "[UNK]"
 # Tokens the feature code looks up by name; a BERT vocabulary always has them.
@@ -23,19 +23,7 @@ REQUIRED_TOKENS = ("[UNK]", "[CLS]", "[SEP]")
 def read_vocab(path: str | Path) -> list[str]:
     """Read a BERT vocab.txt (one token per line, the line number is the id)."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"no vocabulary file at {path}: pass the vocab.txt that came with the checkpoint") from None
-    except IsADirectoryError:
-        raise UserError(f"{path} is a directory: pass the vocab.txt file inside it") from None
-    except OSError as exc:
-        raise UserError(f"cannot read vocabulary file {path}: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"vocabulary file {path} is not UTF-8 (bad byte at offset {exc.start}): "
-                        "pass BERT's vocab.txt, not a binary or re-encoded copy") from None
+    text = read_utf8(path, "vocabulary file", "pass the vocab.txt that came with the checkpoint")
     # Split on "\n" only: str.splitlines() would also break on characters such as
     # U+2028 or U+001C that may sit inside a token. A trailing "\r" is a CRLF copy.
     lines = text.split("\n")
