@@ -43,15 +43,7 @@
 #include "attention_dispatch.h"  // bertqa::attention_detail::set_mtile_override (bench hook)
 #include "bert_plugins.h"
 
-#define CK(call)                                                                              \
-    do {                                                                                      \
-        cudaError_t e_ = (call);                                                              \
-        if (e_ != cudaSuccess) {                                                              \
-            fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorString(e_), __FILE__,  \
-                    __LINE__, #call);                                                         \
-            exit(2);                                                                          \
-        }                                                                                     \
-    } while (0)
+#include "cuda_check.h"
 
 static std::mt19937_64 g_rng;
 static int g_failures = 0;
@@ -178,16 +170,16 @@ static Result run_check(const Problem& P, bertqa::DType dt, double scale, double
     }
     void *d_in, *d_out;
     int32_t *d_len = nullptr, *d_cu = nullptr;
-    CK(cudaMalloc(&d_in, n_in * es));
-    CK(cudaMalloc(&d_out, n_out_alloc * es));
-    CK(cudaMemcpy(d_in, in_bytes.data(), n_in * es, cudaMemcpyHostToDevice));
-    CK(cudaMemset(d_out, 0xFF, n_out_alloc * es));  // NaN in fp16 and fp32
+    CUDA_CHECK(cudaMalloc(&d_in, n_in * es));
+    CUDA_CHECK(cudaMalloc(&d_out, n_out_alloc * es));
+    CUDA_CHECK(cudaMemcpy(d_in, in_bytes.data(), n_in * es, cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemset(d_out, 0xFF, n_out_alloc * es));  // NaN in fp16 and fp32
     if (P.packed) {
-        CK(cudaMalloc(&d_cu, (P.batch + 1) * 4));
-        CK(cudaMemcpy(d_cu, P.cu.data(), (P.batch + 1) * 4, cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMalloc(&d_cu, (P.batch + 1) * 4));
+        CUDA_CHECK(cudaMemcpy(d_cu, P.cu.data(), (P.batch + 1) * 4, cudaMemcpyHostToDevice));
     } else {
-        CK(cudaMalloc(&d_len, P.batch * 4));
-        CK(cudaMemcpy(d_len, P.seqlens.data(), P.batch * 4, cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMalloc(&d_len, P.batch * 4));
+        CUDA_CHECK(cudaMemcpy(d_len, P.seqlens.data(), P.batch * 4, cudaMemcpyHostToDevice));
     }
     bertqa::AttentionParams p{};
     p.dtype = dt;
@@ -201,15 +193,15 @@ static Result run_check(const Problem& P, bertqa::DType dt, double scale, double
     p.cu_seqlens = d_cu;
     p.scale = (float)scale;
     bertqa::attention(p, 0);
-    CK(cudaGetLastError());
-    CK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaGetLastError());
+    CUDA_CHECK(cudaDeviceSynchronize());
 
     std::vector<unsigned char> out_bytes(n_out_alloc * es);
-    CK(cudaMemcpy(out_bytes.data(), d_out, n_out_alloc * es, cudaMemcpyDeviceToHost));
-    CK(cudaFree(d_in));
-    CK(cudaFree(d_out));
-    if (d_len) CK(cudaFree(d_len));
-    if (d_cu) CK(cudaFree(d_cu));
+    CUDA_CHECK(cudaMemcpy(out_bytes.data(), d_out, n_out_alloc * es, cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaFree(d_in));
+    CUDA_CHECK(cudaFree(d_out));
+    if (d_len) CUDA_CHECK(cudaFree(d_len));
+    if (d_cu) CUDA_CHECK(cudaFree(d_cu));
 
     const bool all = pairs.empty();
     if (all)
@@ -311,28 +303,28 @@ static double measure_mma_tflops(int sms) {
     }
     uint32_t* d;
     float* sink;
-    CK(cudaMalloc(&d, 192 * 4));
-    CK(cudaMalloc(&sink, 4));
-    CK(cudaMemcpy(d, h.data(), 192 * 4, cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMalloc(&d, 192 * 4));
+    CUDA_CHECK(cudaMalloc(&sink, 4));
+    CUDA_CHECK(cudaMemcpy(d, h.data(), 192 * 4, cudaMemcpyHostToDevice));
     const int blocks = sms * 4, threads = 256, iters = 4096;
     mma_peak_kernel<<<blocks, threads>>>(d, sink, 64);
-    CK(cudaGetLastError());
+    CUDA_CHECK(cudaGetLastError());
     cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
+    CUDA_CHECK(cudaEventCreate(&e0));
+    CUDA_CHECK(cudaEventCreate(&e1));
     float best = 1e30f;
     for (int r = 0; r < 5; ++r) {
-        CK(cudaEventRecord(e0));
+        CUDA_CHECK(cudaEventRecord(e0));
         mma_peak_kernel<<<blocks, threads>>>(d, sink, iters);
-        CK(cudaEventRecord(e1));
-        CK(cudaEventSynchronize(e1));
+        CUDA_CHECK(cudaEventRecord(e1));
+        CUDA_CHECK(cudaEventSynchronize(e1));
         float ms;
-        CK(cudaEventElapsedTime(&ms, e0, e1));
+        CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
         best = std::min(best, ms);
     }
-    CK(cudaGetLastError());
-    CK(cudaFree(d));
-    CK(cudaFree(sink));
+    CUDA_CHECK(cudaGetLastError());
+    CUDA_CHECK(cudaFree(d));
+    CUDA_CHECK(cudaFree(sink));
     const double flops = (double)blocks * (threads / 32) * iters * 8 * (2.0 * 16 * 8 * 16);
     return flops / (best * 1e-3) / 1e12;
 }
@@ -340,25 +332,25 @@ static double measure_mma_tflops(int sms) {
 static double measure_copy_gbs() {
     const size_t n = 1ull << 30;
     void *a, *b;
-    CK(cudaMalloc(&a, n));
-    CK(cudaMalloc(&b, n));
-    CK(cudaMemset(a, 0x3C, n));
-    CK(cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice));
+    CUDA_CHECK(cudaMalloc(&a, n));
+    CUDA_CHECK(cudaMalloc(&b, n));
+    CUDA_CHECK(cudaMemset(a, 0x3C, n));
+    CUDA_CHECK(cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice));
     cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
+    CUDA_CHECK(cudaEventCreate(&e0));
+    CUDA_CHECK(cudaEventCreate(&e1));
     float best = 1e30f;
     for (int r = 0; r < 5; ++r) {
-        CK(cudaEventRecord(e0));
-        CK(cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice));
-        CK(cudaEventRecord(e1));
-        CK(cudaEventSynchronize(e1));
+        CUDA_CHECK(cudaEventRecord(e0));
+        CUDA_CHECK(cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice));
+        CUDA_CHECK(cudaEventRecord(e1));
+        CUDA_CHECK(cudaEventSynchronize(e1));
         float ms;
-        CK(cudaEventElapsedTime(&ms, e0, e1));
+        CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
         best = std::min(best, ms);
     }
-    CK(cudaFree(a));
-    CK(cudaFree(b));
+    CUDA_CHECK(cudaFree(a));
+    CUDA_CHECK(cudaFree(b));
     return 2.0 * n / (best * 1e-3) / 1e9;
 }
 
@@ -384,12 +376,12 @@ static Timing time_shape(bertqa::DType dt, int batch, int heads, int D, int seq,
         for (size_t i = 0; i < n_in; ++i) reinterpret_cast<float*>(hb.data())[i] = u(-1.5f, 1.5f);
     void *d_in, *d_out;
     int32_t* d_len;
-    CK(cudaMalloc(&d_in, n_in * es));
-    CK(cudaMalloc(&d_out, n_out * es));
-    CK(cudaMalloc(&d_len, batch * 4));
-    CK(cudaMemcpy(d_in, hb.data(), n_in * es, cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMalloc(&d_in, n_in * es));
+    CUDA_CHECK(cudaMalloc(&d_out, n_out * es));
+    CUDA_CHECK(cudaMalloc(&d_len, batch * 4));
+    CUDA_CHECK(cudaMemcpy(d_in, hb.data(), n_in * es, cudaMemcpyHostToDevice));
     std::vector<int> lens(batch, seq);  // full-length sequences: all S^2 work is real
-    CK(cudaMemcpy(d_len, lens.data(), batch * 4, cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(d_len, lens.data(), batch * 4, cudaMemcpyHostToDevice));
     bertqa::AttentionParams p{};
     p.dtype = dt;
     p.qkv = d_in;
@@ -403,23 +395,23 @@ static Timing time_shape(bertqa::DType dt, int batch, int heads, int D, int seq,
     p.scale = 1.f / std::sqrt((float)D);
 
     cudaStream_t st;
-    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
     cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
+    CUDA_CHECK(cudaEventCreate(&e0));
+    CUDA_CHECK(cudaEventCreate(&e1));
     for (int i = 0; i < 5; ++i) bertqa::attention(p, st);  // warm-up
-    CK(cudaStreamSynchronize(st));
+    CUDA_CHECK(cudaStreamSynchronize(st));
     Timing t{};
     for (int pass = 0; pass < 2; ++pass) {
         const int reps = 60;
         std::vector<float> ms(reps);
         for (int r = 0; r < reps; ++r) {
-            CK(cudaMemsetAsync(flush, r & 0xFF, flush_bytes, st));  // evict L2
-            CK(cudaEventRecord(e0, st));
+            CUDA_CHECK(cudaMemsetAsync(flush, r & 0xFF, flush_bytes, st));  // evict L2
+            CUDA_CHECK(cudaEventRecord(e0, st));
             bertqa::attention(p, st);
-            CK(cudaEventRecord(e1, st));
-            CK(cudaEventSynchronize(e1));
-            CK(cudaEventElapsedTime(&ms[r], e0, e1));
+            CUDA_CHECK(cudaEventRecord(e1, st));
+            CUDA_CHECK(cudaEventSynchronize(e1));
+            CUDA_CHECK(cudaEventElapsedTime(&ms[r], e0, e1));
         }
         std::sort(ms.begin(), ms.end());
         (pass == 0 ? t.cold_us : t.cold_us2) = ms[reps / 2] * 1e3;
@@ -429,30 +421,30 @@ static Timing time_shape(bertqa::DType dt, int batch, int heads, int D, int seq,
         const int per_graph = 20;
         cudaGraph_t g;
         cudaGraphExec_t ge;
-        CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+        CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
         for (int i = 0; i < per_graph; ++i) bertqa::attention(p, st);
-        CK(cudaStreamEndCapture(st, &g));
-        CK(cudaGraphInstantiate(&ge, g, 0));
-        CK(cudaGraphLaunch(ge, st));
-        CK(cudaStreamSynchronize(st));
+        CUDA_CHECK(cudaStreamEndCapture(st, &g));
+        CUDA_CHECK(cudaGraphInstantiate(&ge, g, 0));
+        CUDA_CHECK(cudaGraphLaunch(ge, st));
+        CUDA_CHECK(cudaStreamSynchronize(st));
         std::vector<float> ms(11);
         for (auto& m : ms) {
-            CK(cudaEventRecord(e0, st));
-            CK(cudaGraphLaunch(ge, st));
-            CK(cudaEventRecord(e1, st));
-            CK(cudaEventSynchronize(e1));
-            CK(cudaEventElapsedTime(&m, e0, e1));
+            CUDA_CHECK(cudaEventRecord(e0, st));
+            CUDA_CHECK(cudaGraphLaunch(ge, st));
+            CUDA_CHECK(cudaEventRecord(e1, st));
+            CUDA_CHECK(cudaEventSynchronize(e1));
+            CUDA_CHECK(cudaEventElapsedTime(&m, e0, e1));
         }
         std::sort(ms.begin(), ms.end());
         t.graph_us = ms[ms.size() / 2] * 1e3 / per_graph;
-        CK(cudaGraphExecDestroy(ge));
-        CK(cudaGraphDestroy(g));
+        CUDA_CHECK(cudaGraphExecDestroy(ge));
+        CUDA_CHECK(cudaGraphDestroy(g));
     }
-    CK(cudaGetLastError());
-    CK(cudaStreamDestroy(st));
-    CK(cudaFree(d_in));
-    CK(cudaFree(d_out));
-    CK(cudaFree(d_len));
+    CUDA_CHECK(cudaGetLastError());
+    CUDA_CHECK(cudaStreamDestroy(st));
+    CUDA_CHECK(cudaFree(d_in));
+    CUDA_CHECK(cudaFree(d_out));
+    CUDA_CHECK(cudaFree(d_len));
     return t;
 }
 
@@ -466,7 +458,7 @@ int main(int argc, char** argv) {
     const bool fp16_only = mt2_only || (argc > 2 && strcmp(argv[2], "fp16") == 0);
     g_rng.seed(seed);
     cudaDeviceProp prop;
-    CK(cudaGetDeviceProperties(&prop, 0));
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
     printf("device %s, %d SMs, L2 %d MB, seed %llu\n", prop.name, prop.multiProcessorCount,
            prop.l2CacheSize >> 20, (unsigned long long)seed);
 
@@ -476,8 +468,8 @@ int main(int argc, char** argv) {
         p.dtype = bertqa::DType::kFloat16;
         void* buf;
         int32_t* lens;
-        CK(cudaMalloc(&buf, 1 << 20));
-        CK(cudaMalloc(&lens, 64));
+        CUDA_CHECK(cudaMalloc(&buf, 1 << 20));
+        CUDA_CHECK(cudaMalloc(&lens, 64));
         p.qkv = buf;
         p.out = static_cast<char*>(buf) + (1 << 19);
         p.batch = 1;
@@ -510,8 +502,8 @@ int main(int argc, char** argv) {
         q = p;
         q.out = static_cast<char*>(p.out) + 2;
         expect_invalid("misaligned out", [&] { bertqa::attention(q, 0); });
-        CK(cudaFree(buf));
-        CK(cudaFree(lens));
+        CUDA_CHECK(cudaFree(buf));
+        CUDA_CHECK(cudaFree(lens));
     }
 
     // ---- every variant against the reference ----
@@ -583,7 +575,7 @@ int main(int argc, char** argv) {
     printf("measured ceilings: mma.sync f16->f32 %.0f TFLOP/s, device copy %.0f GB/s\n", mma_tf, bw);
     const size_t flush_bytes = 256ull << 20;
     void* flush;
-    CK(cudaMalloc(&flush, flush_bytes));
+    CUDA_CHECK(cudaMalloc(&flush, flush_bytes));
     struct Shape {
         const char* name;
         bertqa::DType dt;
@@ -624,6 +616,6 @@ int main(int argc, char** argv) {
         }
     }
     bertqa::attention_detail::set_mtile_override(0);
-    CK(cudaFree(flush));
+    CUDA_CHECK(cudaFree(flush));
     return 0;
 }

@@ -56,15 +56,7 @@
 
 using namespace bertqa;
 
-#define CUDA_CHECK(call)                                                                         \
-    do {                                                                                         \
-        cudaError_t e_ = (call);                                                                 \
-        if (e_ != cudaSuccess) {                                                                 \
-            fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorString(e_), __FILE__, \
-                    __LINE__, #call);                                                            \
-            exit(2);                                                                             \
-        }                                                                                        \
-    } while (0)
+#include "cuda_check.h"
 
 static bool g_verbose = false;
 static cudaStream_t g_stream;
