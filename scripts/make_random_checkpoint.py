@@ -15,8 +15,6 @@ PRESETS = {  # layers, hidden, heads, intermediate
     "bert-base": (12, 768, 12, 3072),
     "bert-large": (24, 1024, 16, 4096),
     "minilm-l6": (6, 384, 12, 1536),
-    "tiny-h64": (2, 256, 4, 1024),   # head size 64, for compute-sanitizer runs
-    "tiny-h128": (2, 256, 2, 1024),  # head size 128
 }
 
 
