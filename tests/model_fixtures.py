@@ -12,6 +12,20 @@ SHARED = Path(os.environ.get("BERTQA_SHARED_DATA", REPO.parent / "shared" / "dat
 DEFAULT_MODEL = REPO / "models" / "minilm-l6-squad"
 
 
+def cuda_backend_or_skip():
+    """helpers.cuda_backend where the native module is built and a GPU is usable; else skip the test."""
+    import pytest
+
+    try:
+        from helpers import cuda_backend
+    except ImportError as exc:  # pragma: no cover
+        pytest.skip(f"helpers.cuda_backend does not import: {exc}")
+    ok, why = cuda_backend.available()
+    if not ok:
+        pytest.skip(f"CUDA engine not available: {why}")
+    return cuda_backend
+
+
 def write_vocab(path: Path, size: int) -> list[str]:
     """A WordPiece vocabulary of `size` entries: BERT's special tokens, letters, words, pieces."""
     base = ["[PAD]"] + [f"[unused{i}]" for i in range(4)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]

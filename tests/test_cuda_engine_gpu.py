@@ -8,7 +8,6 @@ The reference is BertForQuestionAnswering in float64 on the GPU. fp32 engines mu
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from helpers.config import BertConfig
 from helpers.engine_file import load_engine, save_engine
 from helpers.errors import EngineFileError, UserError
 from helpers.weights import random_weights
+from model_fixtures import cuda_backend_or_skip
 
 pytestmark = pytest.mark.gpu
 
@@ -36,13 +36,7 @@ BATCHES = {"small": [(1, 64), (3, 64), (8, 64), (4, 128)], "base": [(1, 128), (5
 
 @pytest.fixture(scope="module")
 def cuda():
-    try:
-        from helpers import cuda_backend
-    except ImportError as exc:  # pragma: no cover
-        pytest.skip(f"helpers.cuda_backend does not import: {exc}")
-    ok, why = cuda_backend.available()
-    if not ok:
-        pytest.skip(f"CUDA engine not available: {why}")
+    cuda_backend = cuda_backend_or_skip()
     try:
         import torch
         import transformers  # noqa: F401

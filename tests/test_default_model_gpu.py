@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-from model_fixtures import DEFAULT_MODEL, REPO, SHARED
+from model_fixtures import DEFAULT_MODEL, REPO, SHARED, cuda_backend_or_skip
 
 pytestmark = pytest.mark.gpu
 DEV = SHARED / "squad" / "dev-v1.1.json"
@@ -16,11 +15,7 @@ DEV = SHARED / "squad" / "dev-v1.1.json"
 
 @pytest.mark.parametrize("precision", ["fp16"])
 def test_dev_f1_matches_cpu_fp32(tmp_path, precision):
-    from helpers import cuda_backend
-
-    ok, why = cuda_backend.available()
-    if not ok:
-        pytest.skip(why)
+    cuda_backend_or_skip()
     if not DEV.is_file():
         pytest.skip(f"{DEV} is absent (set BERTQA_SHARED_DATA)")
     cpu = json.loads((DEFAULT_MODEL / "eval.json").read_text())["dev_v1.1_full_cpu_fp32"]

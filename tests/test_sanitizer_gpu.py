@@ -17,9 +17,9 @@ import pytest
 from helpers.config import BertConfig
 from helpers.engine_file import Profile, save_engine
 from helpers.weights import random_weights
+from model_fixtures import REPO, cuda_backend_or_skip
 
 pytestmark = pytest.mark.gpu
-REPO = Path(__file__).resolve().parents[1]
 SEQ, BATCH = 64, 3
 CONFIGS = {  # head size -> a two-layer model with that head size
     32: BertConfig(500, 128, 2, 4, 256, max_position_embeddings=SEQ),
@@ -40,13 +40,7 @@ def sanitizer() -> str:
 
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory):
-    try:
-        from helpers import cuda_backend
-    except ImportError as exc:  # pragma: no cover
-        pytest.skip(f"helpers.cuda_backend does not import: {exc}")
-    ok, why = cuda_backend.available()
-    if not ok:
-        pytest.skip(f"CUDA engine not available: {why}")
+    cuda_backend = cuda_backend_or_skip()
     out, d = {}, tmp_path_factory.mktemp("sanitized")
     for (head, kind) in sorted({(h, k) for _, h, k in RUNS}):
         cfg = CONFIGS[head]

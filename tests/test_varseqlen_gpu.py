@@ -170,14 +170,11 @@ def test_packed_bad_inputs(cuda, tmp_path_factory):  # noqa: F811
 
 def test_answerer_packed_equals_padded(tmp_path):
     """helpers/qa.py on a packed engine of the shipped model: the same answers as the fixed engine."""
-    from helpers import cuda_backend
     from helpers.build import build_engine, load_checkpoint
     from helpers.qa import Answerer, QAConfig
-    from model_fixtures import DEFAULT_MODEL
+    from model_fixtures import DEFAULT_MODEL, cuda_backend_or_skip
 
-    ok, why = cuda_backend.available()
-    if not ok:
-        pytest.skip(why)
+    cuda_backend = cuda_backend_or_skip()
     ck = load_checkpoint(hf=str(DEFAULT_MODEL))
     paths = {}
     for packed in (False, True):
@@ -208,12 +205,9 @@ def test_command_lines(tmp_path):
     import subprocess
     import sys
 
-    from helpers import cuda_backend
-    from model_fixtures import DEFAULT_MODEL, REPO
+    from model_fixtures import DEFAULT_MODEL, REPO, cuda_backend_or_skip
 
-    ok, why = cuda_backend.available()
-    if not ok:
-        pytest.skip(why)
+    cuda_backend_or_skip()
     eng = tmp_path / "v.engine"
 
     def run(*argv):
