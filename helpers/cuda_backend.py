@@ -43,7 +43,7 @@ BACKEND = "cuda"
 HEAD_SIZES = (32, 64, 128)
 OUTPUT_ROWS = 8            # the QA linear's 2 rows padded to 8 (16-byte aligned fp16 rows)
 DEFAULT_WORKSPACE_MB = 32
-TIMING_CACHE_VERSION = 1
+TIMING_CACHE_VERSION = 2  # 2: GEMMs timed with DRAM-resident weights (cold_weights)
 # hidden_act "gelu" (erf) in fp16 engines: cuBLASLt's fused tanh-GELU epilogue, whose difference
 # from erf-GELU (at most 4.7e-4 absolute, near x = -2.7) is of the order of fp16 rounding of the
 # activations (measured: tests/test_cuda_engine_gpu.py::test_gelu_epilogue_accuracy); fp32 engines
@@ -154,7 +154,10 @@ def _read_timing_cache(path: Path | None, verbose: bool) -> dict:
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("version") != TIMING_CACHE_VERSION or not isinstance(data.get("entries"), dict):
+        if data.get("version") != TIMING_CACHE_VERSION:
+            raise ValueError(f"its timings are of format {data.get('version')!r}, this version times "
+                             f"format {TIMING_CACHE_VERSION}")
+        if not isinstance(data.get("entries"), dict):
             raise ValueError("unknown layout")
         return dict(data["entries"])
     except (OSError, ValueError, UnicodeDecodeError, AttributeError) as exc:
@@ -178,14 +181,15 @@ def build_engine(cfg: BertConfig, weights: Weights, vocab: list[str], do_lower_c
                  profiles, precision: str = "fp16", timing_cache: str | Path | None = None,
                  verbose: bool = False, *, workspace_mb: int | None = None,
                  gelu_epilogue: bool | None = None, max_candidates: int = 16,
-                 tune_iterations: int = 20, extended_search: bool = True,
+                 tune_iterations: int = 20, extended_search: bool = True, cold_weights: bool = True,
                  producer: str = "bertqa cuda_backend", packed: bool = False) -> Engine:
     """An Engine for the cuda backend, tuned on this GPU (save it with helpers.engine_file.save_engine).
 
     weights are the canonical float32 weights of helpers/weights.py. gelu_epilogue chooses how an
     erf-GELU model's FFN activation runs (None: the default for the precision, see FP16_GELU_EPILOGUE).
     extended_search also times variants of cuBLASLt's candidates (CTA swizzling, split-K for small
-    outputs); max_candidates bounds the heuristic's list. packed=True builds a variable sequence
+    outputs); max_candidates bounds the heuristic's list. cold_weights times each GEMM with its
+    weights coming from DRAM, as in the network (False: L2-resident weights, the old way). packed=True builds a variable sequence
     length engine: profiles must be one (max batch, max seq); GEMMs are tuned at packed_tuning_sizes.
     """
     if precision not in ("fp32", "fp16"):
@@ -242,7 +246,8 @@ def build_engine(cfg: BertConfig, weights: Weights, vocab: list[str], do_lower_c
     for pi, p in enumerate(profs):
         sizes = packed_tuning_sizes(p.batch, p.seq) if packed else [p.batch * p.seq]
         for (n, k, epi), m in ((lin, m) for lin in linears for m in sizes):
-            key = _cache_key(dev, m, n, k, precision, epi, workspace) + ("" if extended_search else " heuristic")
+            key = (_cache_key(dev, m, n, k, precision, epi, workspace) + ("" if extended_search else " heuristic")
+                   + ("" if cold_weights else " l2-resident weights"))
             wanted.append((pi, m, n, k, epi, key))
     todo = sorted({w[5]: w for w in wanted if w[5] not in cache}.values(), key=lambda w: w[5])
     if todo:
@@ -251,7 +256,8 @@ def build_engine(cfg: BertConfig, weights: Weights, vocab: list[str], do_lower_c
                   "timing cache)", file=sys.stderr)
         with _native_errors() as mod:
             results = mod.tune_gemms([(m, n, k, precision, epi) for _, m, n, k, epi, _ in todo],
-                                     workspace, max_candidates, tune_iterations, extended_search)
+                                     workspace, max_candidates, tune_iterations, extended_search,
+                                     cold_weights)
         for (_, m, n, k, epi, key), r in zip(todo, results):
             cache[key] = {"algo": list(r["algo"]), "time_us": r["time_us"],
                           "heuristic_time_us": r["heuristic_time_us"], "candidates": r["candidates"]}

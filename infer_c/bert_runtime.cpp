@@ -1,6 +1,7 @@
 #include "bert_runtime.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <cstdio>
 #include <set>
@@ -294,6 +295,12 @@ void BertRuntime::plan_buffers() {
     buffers_.clear();
     for (size_t b = 0; b < capacity.size(); ++b)
         buffers_.emplace_back(capacity[b], "activations (largest profile: " + std::to_string(max_tokens_) + " tokens)");
+    // Debugging aid (tests/test_sanitizer_gpu.py): activations start as all-ones bytes, NaN in fp16
+    // and fp32, so a read of an element no step wrote turns the logits non-finite. compute-sanitizer's
+    // initcheck cannot say this for whole engines: it does not see the bulk (TMA) stores of
+    // cuBLASLt's Hopper kernels and reports every later read of a GEMM's output.
+    if (const char* v = std::getenv("BERTQA_POISON_ACTIVATIONS"); v != nullptr && std::strcmp(v, "1") == 0)
+        for (auto& b : buffers_) BERTQA_CUDA_CHECK(cudaMemset(b.get(), 0xFF, b.bytes()));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -124,8 +124,11 @@ struct GemmTuneResult {
 };
 
 // Times the heuristic candidates of every shape on the current GPU (with extended_search, also
-// their variants in CTA swizzling and split-K) and returns the fastest of each.
+// their variants in CTA swizzling and split-K) and returns the fastest of each. cold_weights: where
+// the weights outweigh the activations, the timed products cycle through copies of the weights that
+// overflow the L2 cache, as in the network (false: one copy, L2-resident after the first product).
 std::vector<GemmTuneResult> tune_gemms(const std::vector<GemmShape>& shapes, size_t workspace_bytes,
-                                       int max_candidates, int iterations, bool extended_search = true);
+                                       int max_candidates, int iterations, bool extended_search = true,
+                                       bool cold_weights = true);
 
 }  // namespace bertqa
