@@ -254,12 +254,15 @@ class _FakeNative:
 
     def __init__(self):
         self.tuned = []
+        self.cold = []
 
     def device_info(self):
         return {"name": "Fake GPU", "sm": 90, "cublaslt_version": 131000, "cuda_runtime_version": 13000}
 
-    def tune_gemms(self, shapes, workspace, max_candidates, iterations, extended_search=True):
+    def tune_gemms(self, shapes, workspace, max_candidates, iterations, extended_search=True,
+                   cold_weights=True):
         self.tuned.append(list(shapes))
+        self.cold.append(cold_weights)
         return [{"algo": [i, 1, 2, 1, 0, 0, 0, 0, 0], "time_us": 1.0 + i, "heuristic_time_us": 2.0 + i,
                  "candidates": 3} for i, _ in enumerate(shapes)]
 
@@ -294,6 +297,10 @@ def test_build_engine_layout(monkeypatch, tmp_path):
     assert len(fake.tuned) == 1 and tcf.is_file()
     eng2 = cuda_backend.build_engine(cfg, w, vocab, True, [Profile(4, 32), (1, 64)], "fp16", timing_cache=tcf)
     assert len(fake.tuned) == 1 and eng2.backend_info["gemm_algos"] == info["gemm_algos"]
+    # timings taken with the weights in L2 are kept apart from the default (streamed weights) ones
+    cuda_backend.build_engine(cfg, w, vocab, True, [Profile(4, 32), (1, 64)], "fp16", timing_cache=tcf,
+                              cold_weights=False)
+    assert fake.cold == [True, False]
     # fp32: exact GELU through the plugin, GEMM without epilogue
     eng3 = cuda_backend.build_engine(cfg, w, vocab, True, [(1, 64)], "fp32")
     assert eng3.backend_info["gelu"] == "plugin"
