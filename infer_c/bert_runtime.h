@@ -122,6 +122,7 @@ private:
     };
 
     void build_steps(const EngineFile& engine);
+    void fuse_residual_adds();
     void plan_buffers();
     ShapeState& shape_state(int batch, int seq);
     ShapeState& packed_state(int token_bucket, int batch_bucket);

@@ -36,6 +36,7 @@
 
 #include "attention_dispatch.h"
 #include "bert_plugins.h"
+#include "launch.cuh"
 
 namespace bertqa {
 namespace {
@@ -160,6 +161,7 @@ __global__ void __launch_bounds__(Fp16Cfg<D, MT>::kThreads, Fp16Cfg<D, MT>::kMin
     constexpr int WR = 16 * MT;    // query rows per warp
 
     extern __shared__ uint4 smem_u4[];
+    detail::grid_dependency_wait();  // qkv comes from the GEMM before (launch.cuh)
     __half* sQ = reinterpret_cast<__half*>(smem_u4);
     constexpr int NS = Cfg::kStages;
     __half* sK = sQ + BM * S;       // [NS][BN][S]
@@ -404,6 +406,7 @@ __global__ void __launch_bounds__(128, 1)
     constexpr int BM = Cfg::kBM, BN = Cfg::kBN, R = Cfg::kRows, KS = Cfg::kKStride;
     constexpr int C4 = D / 4;  // float4 per row
     extern __shared__ float4 smem_f4[];
+    detail::grid_dependency_wait();  // qkv comes from the GEMM before (launch.cuh)
     float* sQ = reinterpret_cast<float*>(smem_f4);  // [BM][D]
     float* sV = sQ + BM * D;                        // [BN][D]
     float* sK = sV + BN * D;                        // [BN][D+1]
@@ -572,17 +575,17 @@ void launch(const AttentionParams& p, cudaStream_t stream) {
         ensure_smem(reinterpret_cast<const void*>(kernel), Cfg::kSmemBytes);
         const dim3 grid((p.seq + Cfg::kBM - 1) / Cfg::kBM, p.heads, p.batch);
         const float scale_log2 = p.scale * 1.4426950408889634f;
-        kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(
-            static_cast<const __half*>(p.qkv), static_cast<__half*>(p.out), p.seqlens,
-            p.cu_seqlens, p.heads, p.seq, scale_log2);
+        detail::launch_dependent(kernel, grid, Cfg::kThreads, Cfg::kSmemBytes, stream,
+                                 static_cast<const __half*>(p.qkv), static_cast<__half*>(p.out), p.seqlens,
+                                 p.cu_seqlens, p.heads, p.seq, scale_log2);
     } else {
         using Cfg = Fp32Cfg<D>;
         auto kernel = attention_fp32_kernel<D>;
         ensure_smem(reinterpret_cast<const void*>(kernel), Cfg::kSmemBytes);
         const dim3 grid((p.seq + Cfg::kBM - 1) / Cfg::kBM, p.heads, p.batch);
-        kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(
-            static_cast<const float*>(p.qkv), static_cast<float*>(p.out), p.seqlens,
-            p.cu_seqlens, p.heads, p.seq, p.scale);
+        detail::launch_dependent(kernel, grid, Cfg::kThreads, Cfg::kSmemBytes, stream,
+                                 static_cast<const float*>(p.qkv), static_cast<float*>(p.out), p.seqlens,
+                                 p.cu_seqlens, p.heads, p.seq, p.scale);
     }
 }
 

@@ -1,7 +1,7 @@
 // The fused CUDA kernels ("plugins") of the BERT engine: one header, one home per kernel.
 //
 //   embed_layernorm.cu   word + position + token-type embedding lookup fused with LayerNorm
-//   skip_layernorm.cu    LayerNorm(x + residual [+ bias]), FP32 statistics
+//   skip_layernorm.cu    LayerNorm(x [+ residual] [+ bias]), FP32 statistics
 //   bias_gelu.cu         x = gelu(x + bias) in place (erf or tanh form), when no GEMM epilogue does it
 //   attention.cu         fused multi-head attention from the packed QKV projection
 //                        (QKV-to-context), head sizes 32/64/128, any sequence length up to 512,
@@ -12,7 +12,9 @@
 // sequences back to back, sequence b at tokens [cu_seqlens[b], cu_seqlens[b + 1]).
 // Every launcher checks its arguments and throws std::invalid_argument / std::runtime_error
 // (never exit()); it enqueues on the given stream and never synchronises, so launches can be
-// captured into CUDA graphs.
+// captured into CUDA graphs. skip_layernorm, bias_gelu and attention can launch with programmatic
+// dependent launch on sm_90+ (launch.cuh, opt-in: BERTQA_PDL=1), overlapping their launch with the
+// end of the kernel before.
 #pragma once
 
 #include <cstdint>
@@ -43,7 +45,7 @@ struct EmbedLayerNormParams {
 struct SkipLayerNormParams {
     DType dtype;
     const void* x;                 // [tokens, hidden]
-    const void* residual;          // [tokens, hidden]
+    const void* residual;          // [tokens, hidden] or nullptr (a plain LayerNorm of x)
     const void* bias;              // [hidden] or nullptr
     const void* gamma;             // [hidden]
     const void* beta;              // [hidden]

@@ -6,6 +6,8 @@
 //   /tmp/attn SEED fp16   fp16 checks and timings only;  /tmp/attn SEED mt2   fp16 checks, and
 //   timings of the 2-m-tile shape only (for the -DBERTQA_ATTN_MT2_{STAGES,BN,MINB}=... knobs).
 //   SEED 0 draws a fresh seed; the seed is printed so that any failure can be replayed.
+//   A last argument --no-bench skips the timings. BERTQA_PDL=1 in the environment launches the
+//   kernel with programmatic dependent launch (plugins/launch.cuh), as the engine can.
 //
 // Variants checked, every one against the float64 CPU reference below, fresh random inputs
 // (never zeros), output poisoned with NaN bytes before each launch, plus a poisoned guard region
@@ -449,6 +451,9 @@ static Timing time_shape(bertqa::DType dt, int batch, int heads, int D, int seq,
 }
 
 int main(int argc, char** argv) {
+    // --no-bench (as the last argument): the checks only, no timings.
+    const bool bench = !(argc > 1 && strcmp(argv[argc - 1], "--no-bench") == 0);
+    if (!bench) --argc;
     // argv[1]: seed (0 or absent: fresh from random_device); argv[2] == "fp16": skip the fp32
     // checks and timings (for comparing fp16 tile variants quickly).
     uint64_t seed = argc > 1 ? strtoull(argv[1], nullptr, 10) : 0;
@@ -568,6 +573,7 @@ int main(int argc, char** argv) {
         return 1;
     }
     printf("all configurations match the reference\n");
+    if (!bench) return 0;
 
     // ---- ceilings and timing ----
     const double mma_tf = measure_mma_tflops(prop.multiProcessorCount);
