@@ -516,6 +516,14 @@ void BertRuntime::enqueue_ops(ShapeState& st, const Exec& x) {
                 p.seqlens = x.packed ? nullptr : seqlens;
                 p.cu_seqlens = x.packed ? seqlens : nullptr;
                 p.scale = s.scale;
+                // Pending A/B (NOTES.md): with BERTQA_PACKED_TILES_BY_LENGTH=1 the launcher picks the
+                // packed tile shape from the mean length (T / batch bucket, fixed per graph) rather
+                // than from the longest sequence.
+                static const bool tiles_by_length = [] {
+                    const char* e = std::getenv("BERTQA_PACKED_TILES_BY_LENGTH");
+                    return e != nullptr && std::string(e) == "1";
+                }();
+                p.total_tokens = x.packed && tiles_by_length ? T : 0;
                 attention(p, stream);
                 break;
             }

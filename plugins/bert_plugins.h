@@ -76,6 +76,8 @@ struct AttentionParams {
     const int32_t* seqlens;        // padded: [batch] valid keys per sequence (mask = prefix)
     const int32_t* cu_seqlens;     // packed: [batch + 1]; nullptr means padded
     float scale;                   // usually 1 / sqrt(head_size)
+    int total_tokens = 0;          // packed, optional: cu_seqlens[batch] as the host knows it (0: not
+                                   // given); only steers the tile shape, never what is computed
 };
 
 void embed_layernorm(const EmbedLayerNormParams& p, cudaStream_t stream);

@@ -27,7 +27,9 @@
 //   fp32 1e-5 (both), fp16 2e-3 (norm) and 1e-2 (max). Any NaN/Inf or guard write fails.
 // Exits non-zero on any mismatch. Then times the fp16 (and fp32) kernel with CUDA events after an
 // L2 flush (median of many launches), and prints TFLOP/s against the measured mma.sync ceiling
-// and the bandwidth floor measured by a device-to-device copy.
+// and the bandwidth floor measured by a device-to-device copy; shapes: BERT's padded ones at full
+// length, plus a packed SQuAD-like batch (256 sequences of 100-260 tokens) where "auto" is the
+// tile choice from the mean length (AttentionParams::total_tokens).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -363,10 +365,18 @@ struct Timing {
     double cold_us, cold_us2, graph_us;
 };
 
+// lengths (optional): a packed batch of these sequence lengths (cu_seqlens, total_tokens given,
+// seq = the grid bound as in the engine); otherwise batch full-length padded sequences.
 static Timing time_shape(bertqa::DType dt, int batch, int heads, int D, int seq, void* flush,
-                         size_t flush_bytes) {
+                         size_t flush_bytes, const std::vector<int>* lengths = nullptr) {
     const size_t es = dt == bertqa::DType::kFloat16 ? 2 : 4;
-    const size_t tokens = (size_t)batch * seq, n_in = tokens * 3 * heads * D;
+    size_t tokens = (size_t)batch * seq;
+    if (lengths) {
+        batch = (int)lengths->size();
+        tokens = 0;
+        for (int n : *lengths) tokens += (size_t)n;
+    }
+    const size_t n_in = tokens * 3 * heads * D;
     const size_t n_out = tokens * heads * D;
     // Random (never zero) data, made on the host once in fp16/fp32.
     std::vector<unsigned char> hb(n_in * es);
@@ -380,10 +390,14 @@ static Timing time_shape(bertqa::DType dt, int batch, int heads, int D, int seq,
     int32_t* d_len;
     CUDA_CHECK(cudaMalloc(&d_in, n_in * es));
     CUDA_CHECK(cudaMalloc(&d_out, n_out * es));
-    CUDA_CHECK(cudaMalloc(&d_len, batch * 4));
+    CUDA_CHECK(cudaMalloc(&d_len, (batch + 1) * 4));
     CUDA_CHECK(cudaMemcpy(d_in, hb.data(), n_in * es, cudaMemcpyHostToDevice));
     std::vector<int> lens(batch, seq);  // full-length sequences: all S^2 work is real
-    CUDA_CHECK(cudaMemcpy(d_len, lens.data(), batch * 4, cudaMemcpyHostToDevice));
+    if (lengths) {  // cu_seqlens
+        lens.assign(1, 0);
+        for (int n : *lengths) lens.push_back(lens.back() + n);
+    }
+    CUDA_CHECK(cudaMemcpy(d_len, lens.data(), lens.size() * 4, cudaMemcpyHostToDevice));
     bertqa::AttentionParams p{};
     p.dtype = dt;
     p.qkv = d_in;
@@ -392,8 +406,9 @@ static Timing time_shape(bertqa::DType dt, int batch, int heads, int D, int seq,
     p.heads = heads;
     p.head_size = D;
     p.seq = seq;
-    p.seqlens = d_len;
-    p.cu_seqlens = nullptr;
+    p.seqlens = lengths ? nullptr : d_len;
+    p.cu_seqlens = lengths ? d_len : nullptr;
+    p.total_tokens = lengths ? (int)tokens : 0;
     p.scale = 1.f / std::sqrt((float)D);
 
     cudaStream_t st;
@@ -582,11 +597,20 @@ int main(int argc, char** argv) {
     const size_t flush_bytes = 256ull << 20;
     void* flush;
     CUDA_CHECK(cudaMalloc(&flush, flush_bytes));
+    // Packed SQuAD-like batch: 256 sequences of 100..260 tokens (SQuAD dev windows at 384/128
+    // average ~180), grid bound 384 as in a packed engine with -s 384.
+    std::vector<int> squad_lengths(256);
+    {
+        std::mt19937 r(12345);
+        for (int& n : squad_lengths) n = 100 + (int)(r() % 161);
+    }
     struct Shape {
         const char* name;
         bertqa::DType dt;
         int batch, heads, D, seq;
+        const std::vector<int>* lengths = nullptr;
     } shapes[] = {
+        {"packed SQuAD-like 256", bertqa::DType::kFloat16, 256, 16, 64, 384, &squad_lengths},
         {"BERT-large B128 S384", bertqa::DType::kFloat16, 128, 16, 64, 384},
         {"BERT-large B1   S384", bertqa::DType::kFloat16, 1, 16, 64, 384},
         {"BERT-large B8   S384", bertqa::DType::kFloat16, 8, 16, 64, 384},
@@ -607,10 +631,15 @@ int main(int argc, char** argv) {
             if ((!f16 || s.D > 64) && mt != 0) continue;
             if (mt2_only && (mt != 2 || s.D > 64)) continue;
             bertqa::attention_detail::set_mtile_override(mt);
-            const Timing t = time_shape(s.dt, s.batch, s.heads, s.D, s.seq, flush, flush_bytes);
-            const double flops = 4.0 * s.batch * s.heads * (double)s.seq * s.seq * s.D;
+            const Timing t = time_shape(s.dt, s.batch, s.heads, s.D, s.seq, flush, flush_bytes, s.lengths);
+            double sq = (double)s.batch * s.seq * s.seq, tok = (double)s.batch * s.seq;  // sum len^2, sum len
+            if (s.lengths) {
+                sq = tok = 0;
+                for (int n : *s.lengths) sq += (double)n * n, tok += n;
+            }
+            const double flops = 4.0 * s.heads * sq * s.D;
             const size_t es = f16 ? 2 : 4;
-            const double bytes = (double)s.batch * s.seq * s.heads * s.D * 4 * es;  // qkv + out
+            const double bytes = tok * s.heads * s.D * 4 * es;  // qkv + out
             const double floor_us = std::max(flops / (mma_tf * 1e12), bytes / (bw * 1e9)) * 1e6;
             const double best = std::min(t.cold_us, t.cold_us2);
             char mts[8];
