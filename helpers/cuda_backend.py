@@ -189,8 +189,9 @@ def build_engine(cfg: BertConfig, weights: Weights, vocab: list[str], do_lower_c
     erf-GELU model's FFN activation runs (None: the default for the precision, see FP16_GELU_EPILOGUE).
     extended_search also times variants of cuBLASLt's candidates (CTA swizzling, split-K for small
     outputs); max_candidates bounds the heuristic's list. cold_weights times each GEMM with its
-    weights coming from DRAM, as in the network (False: L2-resident weights, the old way). packed=True builds a variable sequence
-    length engine: profiles must be one (max batch, max seq); GEMMs are tuned at packed_tuning_sizes.
+    weights coming from DRAM, as in the network (False: L2-resident weights, the old way).
+    packed=True builds a variable sequence length engine: profiles must be one (max batch, max
+    seq); GEMMs are tuned at packed_tuning_sizes.
     """
     if precision not in ("fp32", "fp16"):
         raise UserError(f"the cuda backend builds fp32 or fp16 engines, not {precision}")

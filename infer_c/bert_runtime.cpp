@@ -1,7 +1,6 @@
 #include "bert_runtime.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <cstdio>
 #include <set>
@@ -268,8 +267,7 @@ void BertRuntime::build_steps(const EngineFile& engine) {
 // Runs before plan_buffers(): the residual stays live up to the GEMM, so the GEMM's output never
 // shares its buffer.
 void BertRuntime::fuse_residual_adds() {
-    const char* env = std::getenv("BERTQA_FUSE_RESIDUAL");
-    if (env == nullptr || std::string(env) != "1") return;
+    if (!env_flag("BERTQA_FUSE_RESIDUAL")) return;
     for (size_t i = 1; i < steps_.size(); ++i) {
         Step& ln = steps_[i];
         Step& lin = steps_[i - 1];
@@ -328,7 +326,7 @@ void BertRuntime::plan_buffers() {
     // and fp32, so a read of an element no step wrote turns the logits non-finite. compute-sanitizer's
     // initcheck cannot say this for whole engines: it does not see the bulk (TMA) stores of
     // cuBLASLt's Hopper kernels and reports every later read of a GEMM's output.
-    if (const char* v = std::getenv("BERTQA_POISON_ACTIVATIONS"); v != nullptr && std::strcmp(v, "1") == 0)
+    if (env_flag("BERTQA_POISON_ACTIVATIONS"))
         for (auto& b : buffers_) BERTQA_CUDA_CHECK(cudaMemset(b.get(), 0xFF, b.bytes()));
 }
 
@@ -516,14 +514,9 @@ void BertRuntime::enqueue_ops(ShapeState& st, const Exec& x) {
                 p.seqlens = x.packed ? nullptr : seqlens;
                 p.cu_seqlens = x.packed ? seqlens : nullptr;
                 p.scale = s.scale;
-                // Pending A/B (NOTES.md): with BERTQA_PACKED_TILES_BY_LENGTH=1 the launcher picks the
-                // packed tile shape from the mean length (T / batch bucket, fixed per graph) rather
-                // than from the longest sequence.
-                static const bool tiles_by_length = [] {
-                    const char* e = std::getenv("BERTQA_PACKED_TILES_BY_LENGTH");
-                    return e != nullptr && std::string(e) == "1";
-                }();
-                p.total_tokens = x.packed && tiles_by_length ? T : 0;
+                // The launcher then picks the packed tile shape from the mean length (T / batch
+                // bucket, fixed per graph) rather than from the longest sequence.
+                p.total_tokens = x.packed && packed_tiles_by_length_ ? T : 0;
                 attention(p, stream);
                 break;
             }

@@ -145,6 +145,8 @@ private:
     int max_tokens_ = 0;
     int max_batch_ = 0;
     bool packed_ = false;
+    // Pending A/B (NOTES.md): BERTQA_PACKED_TILES_BY_LENGTH=1 passes the token count to attention.
+    bool packed_tiles_by_length_ = env_flag("BERTQA_PACKED_TILES_BY_LENGTH");
     int token_capacity_ = 0;
     int max_seq_ = 0;
     int granularity_ = 0;

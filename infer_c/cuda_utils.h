@@ -4,6 +4,8 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -22,6 +24,12 @@ namespace bertqa {
         const cudaError_t bertqa_err_ = (call);                                          \
         if (bertqa_err_ != cudaSuccess) ::bertqa::throw_cuda(bertqa_err_, #call, __FILE__, __LINE__); \
     } while (0)
+
+// A debugging or A/B switch of the runtime: true when the environment sets NAME=1.
+inline bool env_flag(const char* name) {
+    const char* v = std::getenv(name);
+    return v != nullptr && std::strcmp(v, "1") == 0;
+}
 
 inline std::string mib(size_t bytes) {
     return std::to_string((bytes + (1u << 20) - 1) >> 20) + " MiB";
