@@ -21,8 +21,6 @@ struct BertRuntime::Step {
     bool plugin_gelu = false;  // GEMM without bias, then plugins' bias_gelu (erf)
     bool to_output = false;    // the network output: extract [T, 2] float32 logits
     int linear_index = -1;
-    // linear: in1 (when set) is added by the GEMM epilogue (beta = 1, C = in1): the residual of the
-    // skip_layernorm that reads this output, which then has no in1 (fuse_residual_adds()).
     // attention
     int heads = 0, head_size = 0;
     float scale = 1.f;
@@ -119,7 +117,6 @@ BertRuntime::BertRuntime(const std::string& engine_path, bool enable_graph)
         }
     }
 
-    fuse_residual_adds();
     plan_buffers();
     workspace_.reset(workspace_bytes_, "the GEMM workspace");
     const size_t io_ints = 2 * size_t(max_tokens_) + size_t(max_batch_) + 2;
@@ -257,31 +254,6 @@ void BertRuntime::build_steps(const EngineFile& engine) {
     }
     if (!output_seen)
         throw EngineFileError(engine_problem(path_, "no linear op computes the output '" + engine.output + "'"));
-}
-
-// A linear (bias epilogue) whose only reader is the skip_layernorm right after it takes that
-// LayerNorm's residual into its epilogue: D = X W^T + b + residual (beta = 1), rounded once, and
-// the LayerNorm reads one tensor instead of two (a third less LayerNorm traffic at large batches;
-// the GEMM reads the residual in its epilogue, hidden under its math). Opt-in until measured on
-// the H100 (infer_c/NOTES.md, "Pending A/B"): only when the environment sets BERTQA_FUSE_RESIDUAL=1.
-// Runs before plan_buffers(): the residual stays live up to the GEMM, so the GEMM's output never
-// shares its buffer.
-void BertRuntime::fuse_residual_adds() {
-    if (!env_flag("BERTQA_FUSE_RESIDUAL")) return;
-    for (size_t i = 1; i < steps_.size(); ++i) {
-        Step& ln = steps_[i];
-        Step& lin = steps_[i - 1];
-        if (ln.kind != Step::Kind::kSkipLayerNorm || lin.kind != Step::Kind::kLinear || ln.in1.empty() ||
-            lin.out != ln.in0 || ln.in1 == ln.in0 || lin.epilogue != GemmEpilogue::kBias || lin.plugin_gelu ||
-            lin.to_output || !lin.in1.empty())
-            continue;
-        bool other_reader = false;
-        for (size_t j = 0; j < steps_.size(); ++j)
-            if (j != i && (steps_[j].in0 == lin.out || steps_[j].in1 == lin.out)) other_reader = true;
-        if (other_reader) continue;
-        lin.in1 = ln.in1;
-        ln.in1.clear();
-    }
 }
 
 // Greedy buffer sharing: walk the ops in order; an op's output takes the smallest free buffer
@@ -487,8 +459,7 @@ void BertRuntime::enqueue_ops(ShapeState& st, const Exec& x) {
             }
             case Step::Kind::kLinear: {
                 void* y = act(s.out);
-                st.gemms[size_t(s.linear_index)].run(w(s, 0), act(s.in0), y, workspace_.get(), workspace_bytes_, stream,
-                                                     s.in1.empty() ? nullptr : act(s.in1));
+                st.gemms[size_t(s.linear_index)].run(w(s, 0), act(s.in0), y, workspace_.get(), workspace_bytes_, stream);
                 if (s.plugin_gelu) {
                     BiasGeluParams p{};
                     p.dtype = dt;
@@ -514,9 +485,6 @@ void BertRuntime::enqueue_ops(ShapeState& st, const Exec& x) {
                 p.seqlens = x.packed ? nullptr : seqlens;
                 p.cu_seqlens = x.packed ? seqlens : nullptr;
                 p.scale = s.scale;
-                // The launcher then picks the packed tile shape from the mean length (T / batch
-                // bucket, fixed per graph) rather than from the longest sequence.
-                p.total_tokens = x.packed && packed_tiles_by_length_ ? T : 0;
                 attention(p, stream);
                 break;
             }
@@ -524,7 +492,7 @@ void BertRuntime::enqueue_ops(ShapeState& st, const Exec& x) {
                 SkipLayerNormParams p{};
                 p.dtype = dt;
                 p.x = act(s.in0);
-                p.residual = s.in1.empty() ? nullptr : act(s.in1);  // empty: the GEMM added it
+                p.residual = act(s.in1);
                 p.bias = nullptr;
                 p.gamma = w(s, 0);
                 p.beta = w(s, 1);
@@ -678,11 +646,10 @@ std::vector<std::pair<std::string, double>> BertRuntime::time_ops(int batch, int
         switch (s.kind) {
             case Step::Kind::kEmbed: name = "embed_layernorm"; break;
             case Step::Kind::kAttention: name = "attention"; break;
-            case Step::Kind::kSkipLayerNorm: name = s.in1.empty() ? "layernorm" : "skip_layernorm"; break;
+            case Step::Kind::kSkipLayerNorm: name = "skip_layernorm"; break;
             case Step::Kind::kLinear:
                 name = "linear k=" + std::to_string(s.k) + " n=" + std::to_string(s.n) + " " + to_string(s.epilogue) +
-                       (s.in1.empty() ? "" : " +residual") + (s.plugin_gelu ? " +bias_gelu" : "") +
-                       (s.to_output ? " +logits" : "");
+                       (s.plugin_gelu ? " +bias_gelu" : "") + (s.to_output ? " +logits" : "");
                 break;
         }
         auto it = where.find(name);

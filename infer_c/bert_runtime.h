@@ -122,7 +122,6 @@ private:
     };
 
     void build_steps(const EngineFile& engine);
-    void fuse_residual_adds();
     void plan_buffers();
     ShapeState& shape_state(int batch, int seq);
     ShapeState& packed_state(int token_bucket, int batch_bucket);
@@ -145,8 +144,6 @@ private:
     int max_tokens_ = 0;
     int max_batch_ = 0;
     bool packed_ = false;
-    // Pending A/B (NOTES.md): BERTQA_PACKED_TILES_BY_LENGTH=1 passes the token count to attention.
-    bool packed_tiles_by_length_ = env_flag("BERTQA_PACKED_TILES_BY_LENGTH");
     int token_capacity_ = 0;
     int max_seq_ = 0;
     int granularity_ = 0;

@@ -240,14 +240,11 @@ void GemmPlan::set_bias(const void* bias) {
 }
 
 void GemmPlan::run(const void* w, const void* x, void* y, void* workspace, size_t workspace_bytes,
-                   cudaStream_t stream, const void* residual) const {
+                   cudaStream_t stream) const {
     if (!has_algo_) throw std::logic_error("GemmPlan::run before an algorithm was chosen: " + shape_.str());
-    if (residual != nullptr && (residual == y || shape_.epilogue == GemmEpilogue::kGeluBias))
-        throw std::logic_error("GemmPlan::run: a residual must be its own tensor and needs a linear epilogue: " +
-                               shape_.str());
-    const float alpha = 1.0f, beta = residual != nullptr ? 1.0f : 0.0f;
-    BERTQA_CUBLAS_CHECK(cublasLtMatmul(handle_, desc_, &alpha, w, a_, x, b_, &beta, residual != nullptr ? residual : y,
-                                       c_, y, c_, &algo_, workspace, workspace_bytes, stream));
+    const float alpha = 1.0f, beta = 0.0f;
+    BERTQA_CUBLAS_CHECK(cublasLtMatmul(handle_, desc_, &alpha, w, a_, x, b_, &beta, y, c_, y, c_, &algo_, workspace,
+                                       workspace_bytes, stream));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -97,11 +97,9 @@ public:
 
     // Binds the bias pointer (kBias / kGeluBias epilogues); read when run() enqueues.
     void set_bias(const void* bias);
-    // Enqueues Y = X W^T (+ bias) (GELU) on stream; with a residual ([m, n] like Y, not Y itself),
-    // Y = X W^T + bias + residual (beta = 1: cuBLASLt adds it before the epilogue's activation, so
-    // only the kBias / kNone epilogues take one).
-    void run(const void* w, const void* x, void* y, void* workspace, size_t workspace_bytes, cudaStream_t stream,
-             const void* residual = nullptr) const;
+    // Enqueues Y = X W^T (+ bias) (GELU) on stream.
+    void run(const void* w, const void* x, void* y, void* workspace, size_t workspace_bytes,
+             cudaStream_t stream) const;
 
 private:
     void destroy() noexcept;

@@ -36,7 +36,6 @@
 
 #include "attention_dispatch.h"
 #include "bert_plugins.h"
-#include "launch.cuh"
 
 namespace bertqa {
 namespace {
@@ -161,7 +160,6 @@ __global__ void __launch_bounds__(Fp16Cfg<D, MT>::kThreads, Fp16Cfg<D, MT>::kMin
     constexpr int WR = 16 * MT;    // query rows per warp
 
     extern __shared__ uint4 smem_u4[];
-    detail::grid_dependency_wait();  // qkv comes from the GEMM before (launch.cuh)
     __half* sQ = reinterpret_cast<__half*>(smem_u4);
     constexpr int NS = Cfg::kStages;
     __half* sK = sQ + BM * S;       // [NS][BN][S]
@@ -406,7 +404,6 @@ __global__ void __launch_bounds__(128, 1)
     constexpr int BM = Cfg::kBM, BN = Cfg::kBN, R = Cfg::kRows, KS = Cfg::kKStride;
     constexpr int C4 = D / 4;  // float4 per row
     extern __shared__ float4 smem_f4[];
-    detail::grid_dependency_wait();  // qkv comes from the GEMM before (launch.cuh)
     float* sQ = reinterpret_cast<float*>(smem_f4);  // [BM][D]
     float* sV = sQ + BM * D;                        // [BN][D]
     float* sK = sV + BN * D;                        // [BN][D+1]
@@ -560,22 +557,10 @@ int g_mtile_override = 0;  // benchmarks only: 1 or 2 forces the m-tiles per war
 // CTAs for small batches). Measured on the H100 (ATTENTION_NOTES.md): batch 1 x seq 384 x 16
 // heads (48 CTAs of 128 rows) 11.2 us with 1 vs 12.0 us with 2; batch 8 (384 CTAs) 29.5 us with
 // 1 vs 27.3 us with 2. D = 128 always 1 (registers).
-// Packed batches with total_tokens given: the rows each shape computes follow the mean length
-// (tiles past a sequence's end exit at once), so 128-row tiles win only where they waste few
-// rows: ceil(mean / 128) * 128 * 0.87 < ceil(mean / 64) * 64 (0.87: the measured per-row cost of
-// 128-row against 64-row CTAs, 285 vs 326 us at B128 S384). SQuAD windows (mean ~180 of 384)
-// then run 64-row tiles; full-length ones keep 128.
 int pick_mtiles(const AttentionParams& p) {
     if (p.head_size > 64) return 1;
     if (g_mtile_override == 1 || g_mtile_override == 2) return g_mtile_override;
-    int64_t rows = p.seq;  // per sequence
-    if (p.cu_seqlens != nullptr && p.total_tokens > 0) {
-        const int64_t mean = (p.total_tokens + p.batch - 1) / p.batch;
-        const int64_t r64 = (mean + 63) / 64 * 64, r128 = (mean + 127) / 128 * 128;
-        if (r128 * 87 >= r64 * 100) return 1;
-        rows = mean;
-    }
-    const int64_t ctas128 = (int64_t)p.batch * p.heads * ((rows + 127) / 128);
+    const int64_t ctas128 = (int64_t)p.batch * p.heads * ((p.seq + 127) / 128);
     return ctas128 >= 2LL * sm_count() ? 2 : 1;
 }
 
@@ -587,17 +572,17 @@ void launch(const AttentionParams& p, cudaStream_t stream) {
         ensure_smem(reinterpret_cast<const void*>(kernel), Cfg::kSmemBytes);
         const dim3 grid((p.seq + Cfg::kBM - 1) / Cfg::kBM, p.heads, p.batch);
         const float scale_log2 = p.scale * 1.4426950408889634f;
-        detail::launch_dependent(kernel, grid, Cfg::kThreads, Cfg::kSmemBytes, stream,
-                                 static_cast<const __half*>(p.qkv), static_cast<__half*>(p.out), p.seqlens,
-                                 p.cu_seqlens, p.heads, p.seq, scale_log2);
+        kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(
+            static_cast<const __half*>(p.qkv), static_cast<__half*>(p.out), p.seqlens,
+            p.cu_seqlens, p.heads, p.seq, scale_log2);
     } else {
         using Cfg = Fp32Cfg<D>;
         auto kernel = attention_fp32_kernel<D>;
         ensure_smem(reinterpret_cast<const void*>(kernel), Cfg::kSmemBytes);
         const dim3 grid((p.seq + Cfg::kBM - 1) / Cfg::kBM, p.heads, p.batch);
-        detail::launch_dependent(kernel, grid, Cfg::kThreads, Cfg::kSmemBytes, stream,
-                                 static_cast<const float*>(p.qkv), static_cast<float*>(p.out), p.seqlens,
-                                 p.cu_seqlens, p.heads, p.seq, p.scale);
+        kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(
+            static_cast<const float*>(p.qkv), static_cast<float*>(p.out), p.seqlens,
+            p.cu_seqlens, p.heads, p.seq, p.scale);
     }
 }
 

@@ -1,7 +1,7 @@
 // The fused CUDA kernels ("plugins") of the BERT engine: one header, one home per kernel.
 //
 //   embed_layernorm.cu   word + position + token-type embedding lookup fused with LayerNorm
-//   skip_layernorm.cu    LayerNorm(x [+ residual] [+ bias]), FP32 statistics
+//   skip_layernorm.cu    LayerNorm(x + residual [+ bias]), FP32 statistics
 //   bias_gelu.cu         x = gelu(x + bias) in place (erf or tanh form), when no GEMM epilogue does it
 //   attention.cu         fused multi-head attention from the packed QKV projection
 //                        (QKV-to-context), head sizes 32/64/128, any sequence length up to 512,
@@ -12,9 +12,7 @@
 // sequences back to back, sequence b at tokens [cu_seqlens[b], cu_seqlens[b + 1]).
 // Every launcher checks its arguments and throws std::invalid_argument / std::runtime_error
 // (never exit()); it enqueues on the given stream and never synchronises, so launches can be
-// captured into CUDA graphs. skip_layernorm, bias_gelu and attention can launch with programmatic
-// dependent launch on sm_90+ (launch.cuh, opt-in: BERTQA_PDL=1), overlapping their launch with the
-// end of the kernel before.
+// captured into CUDA graphs.
 #pragma once
 
 #include <cstdint>
@@ -45,7 +43,7 @@ struct EmbedLayerNormParams {
 struct SkipLayerNormParams {
     DType dtype;
     const void* x;                 // [tokens, hidden]
-    const void* residual;          // [tokens, hidden] or nullptr (a plain LayerNorm of x)
+    const void* residual;          // [tokens, hidden]
     const void* bias;              // [hidden] or nullptr
     const void* gamma;             // [hidden]
     const void* beta;              // [hidden]
@@ -76,8 +74,6 @@ struct AttentionParams {
     const int32_t* seqlens;        // padded: [batch] valid keys per sequence (mask = prefix)
     const int32_t* cu_seqlens;     // packed: [batch + 1]; nullptr means padded
     float scale;                   // usually 1 / sqrt(head_size)
-    int total_tokens = 0;          // packed, optional: cu_seqlens[batch] as the host knows it (0: not
-                                   // given); only steers the tile shape, never what is computed
 };
 
 void embed_layernorm(const EmbedLayerNormParams& p, cudaStream_t stream);

@@ -10,7 +10,6 @@
 // Layout: a 2-D block of (bx, by) threads, bx <= 256 consecutive 16-byte vectors of a row, by row
 // groups; each thread keeps its bias vector in registers and handles ROWS rows (all loads issued
 // before any math), striding over the rows with the grid.
-#include "launch.cuh"
 #include "layernorm_common.cuh"
 
 namespace bertqa {
@@ -35,7 +34,6 @@ __global__ void __launch_bounds__(kGeluThreads) bias_gelu_kernel(T* x, const T* 
     using IO = Io<T, V>;
     const int c = blockIdx.x * blockDim.x + threadIdx.x;  // vector column
     if (c >= nvw) return;
-    grid_dependency_wait();  // x comes from the GEMM before (launch.cuh)
     float bf[V];
     IO::to_f(IO::ldg(bias + (size_t)c * V), bf);
     const int step = gridDim.y * blockDim.y * ROWS;
@@ -72,9 +70,9 @@ void launch_gelu_rows(const BiasGeluParams& p, cudaStream_t stream) {
     T* x = static_cast<T*>(p.x);
     const T* bias = static_cast<const T*>(p.bias);
     if (p.tanh_approximation)
-        launch_dependent(bias_gelu_kernel<T, V, ROWS, true>, grid, block, 0, stream, x, bias, p.tokens, p.width, nvw);
+        bias_gelu_kernel<T, V, ROWS, true><<<grid, block, 0, stream>>>(x, bias, p.tokens, p.width, nvw);
     else
-        launch_dependent(bias_gelu_kernel<T, V, ROWS, false>, grid, block, 0, stream, x, bias, p.tokens, p.width, nvw);
+        bias_gelu_kernel<T, V, ROWS, false><<<grid, block, 0, stream>>>(x, bias, p.tokens, p.width, nvw);
 }
 
 template <typename T, int V>

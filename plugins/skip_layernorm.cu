@@ -1,13 +1,9 @@
-// skip_layernorm: out = LayerNorm(x [+ residual] [+ bias]) * gamma + beta, FP32 statistics.
-//
-// Without a residual it is a plain LayerNorm: the engine does that where the GEMM before it has
-// already added the residual in its epilogue (beta = 1), so the row is read from one tensor.
+// skip_layernorm: out = LayerNorm(x + residual [+ bias]) * gamma + beta, FP32 statistics.
 //
 // One row per group of tpr threads (see layernorm_common.cuh): the row is read once with
 // 16-byte loads into registers, mean and variance are exact two-pass sums over the registers,
 // then the normalised row is written. out may alias x or residual: each thread reads all of its
 // elements before the reductions and writes the same elements after them.
-#include "launch.cuh"
 #include "layernorm_common.cuh"
 
 namespace bertqa {
@@ -17,8 +13,8 @@ namespace {
 template <typename T>
 struct SkipArgs {
     const T* x;
-    const T* residual;  // may be null
-    const T* bias;      // may be null
+    const T* residual;
+    const T* bias;  // may be null
     const T* gamma;
     const T* beta;
     T* out;
@@ -35,7 +31,6 @@ template <typename T, int V, int VPT, bool MULTI>
 __global__ void __launch_bounds__(MULTI ? (V == 1 ? 1024 : 256) : kWarpPathThreads) skip_layernorm_kernel(const SkipArgs<T> a) {
     using IO = Io<T, V>;
     __shared__ float red[64];
-    grid_dependency_wait();  // x and residual come from the kernels before (launch.cuh)
     const RowPos rp = row_pos<MULTI>(a.tpr, a.tpr_shift);
     const bool row_ok = rp.row < a.tokens;
     const size_t base = (size_t)(row_ok ? rp.row : 0) * a.hidden;
@@ -43,7 +38,6 @@ __global__ void __launch_bounds__(MULTI ? (V == 1 ? 1024 : 256) : kWarpPathThrea
     typename IO::Raw rx[VPT], rr[VPT], rb[VPT], g[VPT], b[VPT];
     bool have[VPT];
     const bool has_bias = a.bias != nullptr;
-    const bool has_residual = a.residual != nullptr;
     // Issue every load of the row before using any of them.
 #pragma unroll
     for (int k = 0; k < VPT; ++k) {
@@ -51,7 +45,7 @@ __global__ void __launch_bounds__(MULTI ? (V == 1 ? 1024 : 256) : kWarpPathThrea
         have[k] = row_ok && j < a.nv;
         if (have[k]) {
             rx[k] = IO::ld(a.x + base + (size_t)j * V);
-            if (has_residual) rr[k] = IO::ld(a.residual + base + (size_t)j * V);
+            rr[k] = IO::ld(a.residual + base + (size_t)j * V);
             if (has_bias) rb[k] = IO::ldg(a.bias + (size_t)j * V);
             g[k] = IO::ldg(a.gamma + (size_t)j * V);
             b[k] = IO::ldg(a.beta + (size_t)j * V);
@@ -62,9 +56,9 @@ __global__ void __launch_bounds__(MULTI ? (V == 1 ? 1024 : 256) : kWarpPathThrea
 #pragma unroll
     for (int k = 0; k < VPT; ++k) {
         if (have[k]) {
-            float fx[V], fr[V] = {};
+            float fx[V], fr[V];
             IO::to_f(rx[k], fx);
-            if (has_residual) IO::to_f(rr[k], fr);
+            IO::to_f(rr[k], fr);
             if (has_bias) {
                 float fb[V];
                 IO::to_f(rb[k], fb);
@@ -104,8 +98,8 @@ void launch_skip(const SkipLayerNormParams& p, const RowConfig& c, cudaStream_t 
     switch (c.vpt) {
 #define BERTQA_SKIP_CASE(N) \
     case N:                                                                          \
-        if (c.tpr > 32) launch_dependent(skip_layernorm_kernel<T, V, N, true>, grid, c.threads, 0, stream, a);   \
-        else launch_dependent(skip_layernorm_kernel<T, V, N, false>, grid, c.threads, 0, stream, a);             \
+        if (c.tpr > 32) skip_layernorm_kernel<T, V, N, true><<<grid, c.threads, 0, stream>>>(a);   \
+        else skip_layernorm_kernel<T, V, N, false><<<grid, c.threads, 0, stream>>>(a);             \
         break;
         BERTQA_SKIP_CASE(1) BERTQA_SKIP_CASE(2) BERTQA_SKIP_CASE(3) BERTQA_SKIP_CASE(4)
         BERTQA_SKIP_CASE(5) BERTQA_SKIP_CASE(6) BERTQA_SKIP_CASE(7) BERTQA_SKIP_CASE(8)
@@ -123,9 +117,9 @@ void skip_layernorm_tuned(const SkipLayerNormParams& p, cudaStream_t stream, int
     require(p.hidden > 0, fn, "hidden must be > 0, got " + std::to_string(p.hidden));
     require(p.eps >= 0.f && p.eps < 1.f, fn, "eps must be in [0, 1)");
     if (p.tokens == 0) return;
-    require(p.x && p.gamma && p.beta && p.out, fn, "x, gamma, beta and out must not be null");
-    const bool vec_ok = p.hidden % static_cast<int>(16 / es) == 0 && aligned16(p.x) &&
-                        (p.residual == nullptr || aligned16(p.residual)) &&
+    require(p.x && p.residual && p.gamma && p.beta && p.out, fn,
+            "x, residual, gamma, beta and out must not be null");
+    const bool vec_ok = p.hidden % static_cast<int>(16 / es) == 0 && aligned16(p.x) && aligned16(p.residual) &&
                         aligned16(p.gamma) && aligned16(p.beta) && aligned16(p.out) &&
                         (p.bias == nullptr || aligned16(p.bias));
     const int vec = vec_ok ? static_cast<int>(16 / es) : 1;

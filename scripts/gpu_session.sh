@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Everything the GPU machine is for, in one go: build, GPU tests, speed sweep.
-#   bash scripts/gpu_session.sh [tests|bench|all|build|ab] [extra pytest args...]
-# (build: the build alone, e.g. before scripts/gpu_profile.sh; ab: scripts/perf_ab.sh on the
-# opt-in runtime switches, defaults vs BERTQA_PDL=1 / BERTQA_FUSE_RESIDUAL=1 / both)
+#   bash scripts/gpu_session.sh [tests|bench|all|build] [extra pytest args...]
+# (build: the build alone, e.g. before scripts/gpu_profile.sh)
 # Logs and results go to $OUT (default /tmp/gpu_session), so that they come back with the run.
 # Data the tests need travels in .carry/ (dev-v1.1.json.xz), unpacked here.
 set -uo pipefail
@@ -31,11 +30,5 @@ if [ "$what" = bench ] || [ "$what" = all ]; then
     t0=$SECONDS
     OUT="$out" bash scripts/inference_benchmark.sh 2>&1 | tee "$out/bench.log" | grep -vE "^ +" | tail -60
     echo "benchmark took $((SECONDS - t0)) s"
-fi
-if [ "$what" = ab ]; then
-    t0=$SECONDS
-    bash scripts/perf_ab.sh "" "BERTQA_PDL=1" "BERTQA_FUSE_RESIDUAL=1" "BERTQA_PDL=1 BERTQA_FUSE_RESIDUAL=1" 2>&1 \
-        | tee "$out/perf_ab.log"
-    echo "A/B took $((SECONDS - t0)) s"
 fi
 echo "== $(date +%T) done"

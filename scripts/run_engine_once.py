@@ -2,13 +2,11 @@
 """Run one forward pass of a cuda engine on random inputs, for tools that watch a whole process
 (compute-sanitizer, ncu): nothing else touches the GPU.
 
-    python3 scripts/run_engine_once.py ENGINE -b B -s S [--lengths LO,HI] [--passes N] [--save OUT.npz]
+    python3 scripts/run_engine_once.py ENGINE -b B -s S [--lengths LO,HI] [--passes N]
 
 Padded engines get [B, S] inputs whose valid lengths are drawn from [LO, HI] (default: all S, so
 the padding path is exercised only when asked); packed engines get B sequences of those lengths.
---passes > 1 also replays the CUDA graph captured after the first (eager) pass. --save writes the
-inputs ([B, S] input_ids, segment_ids, input_mask) and the last pass's logits ([B, S, 2]; packed
-engines' logits unpacked) to an .npz, for comparisons across processes with different settings.
+--passes > 1 also replays the CUDA graph captured after the first (eager) pass.
 """
 from __future__ import annotations
 
@@ -29,7 +27,6 @@ def main(argv=None) -> int:
     p.add_argument("--lengths", type=lambda t: tuple(int(x) for x in t.split(",")), help="LO,HI valid lengths")
     p.add_argument("--passes", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save", help="write inputs and logits to this .npz")
     args = p.parse_args(argv)
     from helpers import cuda_backend, packing
 
@@ -45,12 +42,9 @@ def main(argv=None) -> int:
         if runner.packed:
             pb = packing.pack(ids, seg, mask)
             out = runner.run_packed(pb.input_ids, pb.segment_ids, pb.cu_seqlens)
-            out = packing.unpack_logits(out, pb.cu_seqlens, args.seq)
         else:
             out = runner.run(ids, seg, mask)
     finite = bool(np.isfinite(out).all())
-    if args.save:
-        np.savez(args.save, input_ids=ids, segment_ids=seg, input_mask=mask, logits=out)
     print(f"{Path(args.engine).name}: {'packed' if runner.packed else 'padded'} B={args.batch} S={args.seq} "
           f"tokens={int(lengths.sum())} passes={args.passes} logits finite={finite}")
     return 0 if finite else 1

@@ -12,9 +12,8 @@ import pytest
 from helpers import packing
 from helpers.engine_file import Profile, save_engine
 from helpers.errors import UserError
-from test_cuda_engine_gpu import (CONFIGS, RUNTIME_SWITCHES, check_against_reference,  # noqa: F401 (cuda)
-                                  cuda, engine_path, errors, random_inputs, reference_of, run_in_child,
-                                  weights_of)
+from test_cuda_engine_gpu import (CONFIGS, cuda, engine_path, errors,  # noqa: F401 (cuda: fixture)
+                                  random_inputs, reference_of, weights_of)
 
 pytestmark = pytest.mark.gpu
 
@@ -91,21 +90,6 @@ def test_packed_matches_fixed_and_hugging_face(cuda, tmp_path_factory, name, pre
     print(f"\n[varseqlen] {name} {precision}: lengths {mask.sum(1).tolist()}, worst max|out-ref| "
           f"{max(x[0] for x in worst):.3g}, rel {w[1]:.3g} (length {w[2]}, vs {w[3]}); per sequence (rel vs hf, "
           f"vs fixed): {[(x[2], round(x[1], 5)) for x in worst]}")
-
-
-PACKED_SWITCHES = {"tiles-by-length": {"BERTQA_PACKED_TILES_BY_LENGTH": "1"},
-                   "all": {**RUNTIME_SWITCHES["both"], "BERTQA_PACKED_TILES_BY_LENGTH": "1"}}
-
-
-@pytest.mark.parametrize("switch", sorted(PACKED_SWITCHES))
-@pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_runtime_switches_packed(cuda, tmp_path_factory, tmp_path, precision, switch):  # noqa: F811
-    """The opt-in runtime switches (infer_c/NOTES.md, pending A/B) on a packed engine vs Hugging Face."""
-    max_batch, max_seq = PACKED["large"]
-    engine = packed_engine_path(cuda, tmp_path_factory, "large", precision)
-    run = run_in_child(engine, max_batch, max_seq, PACKED_SWITCHES[switch], tmp_path / "run.npz", f"1,{max_seq}")
-    max_abs, rel = check_against_reference("large", precision, run, f"packed, {switch}")
-    print(f"\n[switch] packed large {precision} {switch}: max|out-ref| {max_abs:.3g} rel {rel:.3g}")
 
 
 def test_graph_replay_and_eager_agree(cuda, tmp_path_factory):  # noqa: F811

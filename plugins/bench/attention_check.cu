@@ -6,8 +6,7 @@
 //   /tmp/attn SEED fp16   fp16 checks and timings only;  /tmp/attn SEED mt2   fp16 checks, and
 //   timings of the 2-m-tile shape only (for the -DBERTQA_ATTN_MT2_{STAGES,BN,MINB}=... knobs).
 //   SEED 0 draws a fresh seed; the seed is printed so that any failure can be replayed.
-//   A last argument --no-bench skips the timings. BERTQA_PDL=1 in the environment launches the
-//   kernel with programmatic dependent launch (plugins/launch.cuh), as the engine can.
+//   A last argument --no-bench skips the timings.
 //
 // Variants checked, every one against the float64 CPU reference below, fresh random inputs
 // (never zeros), output poisoned with NaN bytes before each launch, plus a poisoned guard region
@@ -28,8 +27,8 @@
 // Exits non-zero on any mismatch. Then times the fp16 (and fp32) kernel with CUDA events after an
 // L2 flush (median of many launches), and prints TFLOP/s against the measured mma.sync ceiling
 // and the bandwidth floor measured by a device-to-device copy; shapes: BERT's padded ones at full
-// length, plus a packed SQuAD-like batch (256 sequences of 100-260 tokens) where "auto" is the
-// tile choice from the mean length (AttentionParams::total_tokens).
+// length, plus a packed SQuAD-like batch (256 sequences of 100-260 tokens, grid bound 384, as the
+// offline benchmark's packed engine runs them).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -365,8 +364,8 @@ struct Timing {
     double cold_us, cold_us2, graph_us;
 };
 
-// lengths (optional): a packed batch of these sequence lengths (cu_seqlens, total_tokens given,
-// seq = the grid bound as in the engine); otherwise batch full-length padded sequences.
+// lengths (optional): a packed batch of these sequence lengths (cu_seqlens; seq = the grid bound
+// as in the engine); otherwise batch full-length padded sequences.
 static Timing time_shape(bertqa::DType dt, int batch, int heads, int D, int seq, void* flush,
                          size_t flush_bytes, const std::vector<int>* lengths = nullptr) {
     const size_t es = dt == bertqa::DType::kFloat16 ? 2 : 4;
@@ -408,7 +407,6 @@ static Timing time_shape(bertqa::DType dt, int batch, int heads, int D, int seq,
     p.seq = seq;
     p.seqlens = lengths ? nullptr : d_len;
     p.cu_seqlens = lengths ? d_len : nullptr;
-    p.total_tokens = lengths ? (int)tokens : 0;
     p.scale = 1.f / std::sqrt((float)D);
 
     cudaStream_t st;
