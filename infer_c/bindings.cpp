@@ -8,7 +8,7 @@
 //     .set_inputs(...), .time_forward(batch, seq, iterations, warmup) -> [ms]   (for perf.py)
 //     .profiles, .header_json, .precision, .graph_enabled, .device_memory_bytes, .stats, .device
 //   tune_gemms([(m, n, k, dtype, epilogue)], workspace_bytes, max_candidates, iterations,
-//              extended_search, cold_weights, exhaustive_search) -> [dict]
+//              extended_search, cold_weights) -> [dict]
 //   device_info() -> dict;  cublaslt_version() -> int
 //   exceptions UserError(ValueError), EngineFileError(UserError), DeviceError(UserError)
 #include <pybind11/numpy.h>
@@ -136,15 +136,14 @@ PYBIND11_MODULE(_bertqa_cuda, m) {
     m.def(
         "tune_gemms",
         [](const std::vector<std::tuple<int, int, int, std::string, std::string>>& shapes, size_t workspace_bytes,
-           int max_candidates, int iterations, bool extended_search, bool cold_weights, bool exhaustive_search) {
+           int max_candidates, int iterations, bool extended_search, bool cold_weights) {
             std::vector<GemmShape> gs;
             for (const auto& [mm, n, k, dtype, epi] : shapes)
                 gs.push_back(GemmShape{mm, n, k, gemm_dtype_from_string(dtype), gemm_epilogue_from_string(epi)});
             std::vector<GemmTuneResult> results;
             {
                 py::gil_scoped_release release;
-                results = tune_gemms(gs, workspace_bytes, max_candidates, iterations, extended_search, cold_weights,
-                                     exhaustive_search);
+                results = tune_gemms(gs, workspace_bytes, max_candidates, iterations, extended_search, cold_weights);
             }
             py::list out;
             for (const auto& r : results) {
@@ -161,7 +160,6 @@ PYBIND11_MODULE(_bertqa_cuda, m) {
         },
         py::arg("shapes"), py::arg("workspace_bytes") = size_t(32) << 20, py::arg("max_candidates") = 16,
         py::arg("iterations") = 20, py::arg("extended_search") = true, py::arg("cold_weights") = true,
-        py::arg("exhaustive_search") = false,
         "Times cuBLASLt's heuristic candidates for each (m, n, k, 'fp16'|'fp32', 'none'|'bias'|'gelu_bias') "
         "and returns the fastest of each as {'algo': [9 ints], 'time_us', 'heuristic_time_us', 'candidates', "
         "'workspace_bytes'}.");

@@ -91,60 +91,6 @@ int64_t get_algo_attr(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfig
     int64_t v; std::memcpy(&v, buf, 8); return v;
 }
 
-// A capability list of an algorithm (tile or stage ids) as uint32 values; empty when it has none.
-std::vector<uint32_t> algo_cap_list(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoCapAttributes_t attr) {
-    size_t bytes = 0;
-    if (cublasLtMatmulAlgoCapGetAttribute(&algo, attr, nullptr, 0, &bytes) != CUBLAS_STATUS_SUCCESS || bytes == 0)
-        return {};
-    std::vector<uint32_t> v(bytes / sizeof(uint32_t));
-    size_t written = 0;
-    if (cublasLtMatmulAlgoCapGetAttribute(&algo, attr, v.data(), v.size() * sizeof(uint32_t), &written) !=
-        CUBLAS_STATUS_SUCCESS)
-        return {};
-    v.resize(written / sizeof(uint32_t));
-    return v;
-}
-
-// Exhaustive search space for a product's types: every algorithm id cuBLASLt lists, each with
-// every tile it supports and every stage choice (only the "xAUTO" stage ids where an algorithm
-// has them: the library then sizes the pipeline itself), no split-K, default swizzle, custom
-// option and cluster shape. cublasLtMatmulAlgoCheck() later drops what does not fit the shape.
-std::vector<GemmAlgoConfig> exhaustive_configs(cublasLtHandle_t handle, GemmDType dtype) {
-    const cudaDataType_t t = cuda_type(dtype);
-    int ids[256];
-    int count = 0;
-    if (cublasLtMatmulAlgoGetIds(handle, CUBLAS_COMPUTE_32F, CUDA_R_32F, t, t, t, t, 256, ids, &count) !=
-        CUBLAS_STATUS_SUCCESS)
-        return {};
-    std::vector<GemmAlgoConfig> out;
-    for (int i = 0; i < count; ++i) {
-        cublasLtMatmulAlgo_t algo{};
-        if (cublasLtMatmulAlgoInit(handle, CUBLAS_COMPUTE_32F, CUDA_R_32F, t, t, t, t, ids[i], &algo) !=
-            CUBLAS_STATUS_SUCCESS)
-            continue;
-        std::vector<uint32_t> tiles = algo_cap_list(algo, CUBLASLT_ALGO_CAP_TILE_IDS);
-        std::vector<uint32_t> stages = algo_cap_list(algo, CUBLASLT_ALGO_CAP_STAGES_IDS);
-        if (tiles.empty()) tiles.push_back(CUBLASLT_MATMUL_TILE_UNDEFINED);
-        std::vector<uint32_t> auto_stages;
-        for (uint32_t st : stages)
-            if (st >= CUBLASLT_MATMUL_STAGES_8xAUTO && st < CUBLASLT_MATMUL_STAGES_END) auto_stages.push_back(st);
-        if (!auto_stages.empty()) stages = auto_stages;
-        if (stages.empty()) stages.push_back(CUBLASLT_MATMUL_STAGES_UNDEFINED);
-        for (uint32_t tile : tiles) {
-            if (tile == CUBLASLT_MATMUL_TILE_UNDEFINED && tiles.size() > 1) continue;
-            for (uint32_t st : stages) {
-                if (st == CUBLASLT_MATMUL_STAGES_UNDEFINED && stages.size() > 1) continue;
-                GemmAlgoConfig c;
-                c.algo_id = ids[i];
-                c.tile = tile;
-                c.stages = st;
-                out.push_back(c);
-            }
-        }
-    }
-    return out;
-}
-
 bool set_algo_attr(cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttributes_t attr, int64_t value) {
     size_t need = 0;
     if (cublasLtMatmulAlgoConfigGetAttribute(&algo, attr, nullptr, 0, &need) != CUBLAS_STATUS_SUCCESS || need == 0 ||
@@ -354,8 +300,7 @@ double time_candidate(GemmPlan& plan, const cublasLtMatmulAlgo_t& algo, const vo
 }  // namespace
 
 std::vector<GemmTuneResult> tune_gemms(const std::vector<GemmShape>& shapes, size_t workspace_bytes,
-                                       int max_candidates, int iterations, bool extended_search, bool cold_weights,
-                                       bool exhaustive_search) {
+                                       int max_candidates, int iterations, bool extended_search, bool cold_weights) {
     if (max_candidates < 1) throw std::invalid_argument("max_candidates must be >= 1");
     if (iterations < 1) throw std::invalid_argument("iterations must be >= 1");
     current_device_info();  // DeviceError when there is no GPU
@@ -429,8 +374,6 @@ std::vector<GemmTuneResult> tune_gemms(const std::vector<GemmShape>& shapes, siz
                 }
             }
         }
-        if (exhaustive_search)
-            for (const GemmAlgoConfig& c : exhaustive_configs(handle.get(), s.dtype)) add(c);
         if (configs.empty())
             throw std::runtime_error("none of cuBLASLt's algorithms can be stored for the product " + s.str());
         GemmTuneResult r;

@@ -127,10 +127,8 @@ struct GemmTuneResult {
 // their variants in CTA swizzling and split-K) and returns the fastest of each. cold_weights: where
 // the weights outweigh the activations, the timed products cycle through copies of the weights that
 // overflow the L2 cache, as in the network (false: one copy, L2-resident after the first product).
-// exhaustive_search: also every (algorithm id, tile, stage choice) cuBLASLt accepts for the shape,
-// beyond the heuristic's list (an experiment: slower builds, measured before it is a default).
 std::vector<GemmTuneResult> tune_gemms(const std::vector<GemmShape>& shapes, size_t workspace_bytes,
                                        int max_candidates, int iterations, bool extended_search = true,
-                                       bool cold_weights = true, bool exhaustive_search = false);
+                                       bool cold_weights = true);
 
 }  // namespace bertqa
