@@ -21,18 +21,8 @@
 // (running max / sum per row, exp2 with scale*log2(e) folded into one FFMA); key blocks past the
 // valid length are never visited. The output tile is staged through shared memory for 16-byte
 // coalesced stores. Runs on sm_80 and later (no Hopper-only instructions).
-// Split-KV (sm_90+, small grids, 64-row CTAs): a thread-block cluster of `splits` CTAs (2-4)
-// shares one query tile, each walking a contiguous share of its key blocks; each CTA leaves its
-// unnormalised O, row max and row sum in its own shared memory, and after a cluster barrier every
-// CTA merges a share of the rows from all of them over distributed shared memory (log-sum-exp
-// weights) and stores them: one kernel, no workspace. At batch 1 the plain grid has fewer CTAs
-// than the GPU holds and each walks every key block in series; the split shortens that chain.
-// Variants (all checked against the float64 reference by plugins/bench/attention_check.cu):
-//   fp16: m-tiles per warp 1 or 2 (64/128-row CTAs) x head size 32/64/128 (2: D <= 64 only),
-//         64-row CTAs also with splits 2, 3, 4;  fp32: one shape per head size.
 // FP32: plain FMA (no TF32), same online softmax with expf, 32 query rows x 32 keys per step.
 // Correctness over speed: the FP32 engine must match a float64 reference within 1e-5.
-#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -41,7 +31,6 @@
 #include <string>
 #include <type_traits>
 
-#include <cooperative_groups.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -142,9 +131,6 @@ __device__ __forceinline__ SeqInfo seq_info(const int32_t* seqlens, const int32_
 #define BERTQA_ATTN_MT2_MINB 2    // __launch_bounds__ min CTAs per SM (register cap)
 #endif
 
-// CTAs per SM the register cap of __launch_bounds__ aims at (the resident wave of a launch).
-constexpr int fp16_min_blocks(int D, int MT) { return MT == 2 ? BERTQA_ATTN_MT2_MINB : (D <= 64 ? 3 : 2); }
-
 template <int D, int MT>
 struct Fp16Cfg {
     static constexpr int kWarps = 4;
@@ -154,7 +140,7 @@ struct Fp16Cfg {
     static constexpr int kThreads = 32 * kWarps;
     static constexpr int kStride = D + 8;  // smem row stride in halves: +16 B kills ldmatrix conflicts
     static constexpr int kSmemBytes = (kBM + 2 * kStages * kBN) * kStride * 2;  // Q + K, V stages
-    static constexpr int kMinBlocks = fp16_min_blocks(D, MT);
+    static constexpr int kMinBlocks = MT == 2 ? BERTQA_ATTN_MT2_MINB : (D <= 64 ? 3 : 2);
     static_assert(kStages >= 2 && kBN % 16 == 0, "pipeline shape");
     static_assert(MT == 1 || MT == 2, "1 or 2 m-tiles per warp");
     static_assert(kThreads % (D / 8) == 0 && kBN % (kThreads / (D / 8)) == 0 &&
@@ -162,24 +148,7 @@ struct Fp16Cfg {
                   "tile loads must divide evenly");
 };
 
-// Cluster rank and size (split-KV launches; 0 and 1 elsewhere and before sm_90).
-__device__ __forceinline__ int cluster_rank() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    return (int)cooperative_groups::this_cluster().block_rank();
-#else
-    return 0;
-#endif
-}
-__device__ __forceinline__ int cluster_size() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    return (int)cooperative_groups::this_cluster().num_blocks();
-#else
-    return 1;
-#endif
-}
-
-// SPLIT: split-KV over a cluster (see the header); blockIdx.x = query tile * splits + rank.
-template <int D, int MT, bool SPLIT>
+template <int D, int MT>
 __global__ void __launch_bounds__(Fp16Cfg<D, MT>::kThreads, Fp16Cfg<D, MT>::kMinBlocks)
     attention_fp16_kernel(const __half* __restrict__ qkv, __half* __restrict__ out,
                           const int32_t* __restrict__ seqlens,
@@ -189,10 +158,6 @@ __global__ void __launch_bounds__(Fp16Cfg<D, MT>::kThreads, Fp16Cfg<D, MT>::kMin
     constexpr int BM = Cfg::kBM, BN = Cfg::kBN, S = Cfg::kStride;
     constexpr int CPR = D / 8;     // 16-byte chunks per row
     constexpr int WR = 16 * MT;    // query rows per warp
-    constexpr int OS = D + 8;      // split partials: fp32 row stride (float2 stores, 2 wavefronts)
-    static_assert(!SPLIT || MT == 1, "split-KV runs 64-row CTAs only");
-    static_assert(!SPLIT || (BM * OS + 2 * BM) * 4 <= 2 * Cfg::kStages * BN * S * 2,
-                  "split partials must fit in the K/V buffers");
 
     extern __shared__ uint4 smem_u4[];
     __half* sQ = reinterpret_cast<__half*>(smem_u4);
@@ -201,10 +166,8 @@ __global__ void __launch_bounds__(Fp16Cfg<D, MT>::kThreads, Fp16Cfg<D, MT>::kMin
     __half* sV = sK + NS * BN * S;  // [NS][BN][S]
 
     const SeqInfo si = seq_info(seqlens, cu_seqlens, blockIdx.z, seq);
-    const int splits = SPLIT ? cluster_size() : 1;
-    const int rank = SPLIT ? cluster_rank() : 0;
-    const int q0 = (SPLIT ? blockIdx.x / splits : blockIdx.x) * BM;
-    if (q0 >= si.nq) return;  // whole CTA (and cluster: same tile) leaves together
+    const int q0 = blockIdx.x * BM;
+    if (q0 >= si.nq) return;  // whole CTA leaves together (packed: shorter sequence)
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     // The epilogue re-reads the token range from shared memory instead of keeping it live in
@@ -219,11 +182,7 @@ __global__ void __launch_bounds__(Fp16Cfg<D, MT>::kThreads, Fp16Cfg<D, MT>::kMin
     const __half* gK = gQ + (int64_t)heads * D;
     const __half* gV = gQ + 2LL * heads * D;
     const int nk = si.nk;
-    // This CTA's key blocks [jb, jb + nblocks): all of them, or its share of a split (possibly
-    // none when the sequence has fewer blocks than the split has CTAs).
-    const int total_blocks = (nk + BN - 1) / BN;
-    const int jb = rank * total_blocks / splits;
-    const int nblocks = (rank + 1) * total_blocks / splits - jb;
+    const int nblocks = (nk + BN - 1) / BN;
 
     // Tile loads: each thread copies 16-byte chunk column `lc` of rows lr, lr + kRowsPerPass, ...
     constexpr int kRowsPerPass = Cfg::kThreads / CPR;
@@ -251,11 +210,11 @@ __global__ void __launch_bounds__(Fp16Cfg<D, MT>::kThreads, Fp16Cfg<D, MT>::kMin
         const int64_t off = ok ? (int64_t)q * ld + lc : 0;
         cp_async16(sQ + (lr + i * kRowsPerPass) * S + lc, gQ + off, ok);
     }
-    if (nblocks > 0) load_kv(jb, 0);
+    load_kv(0, 0);
     cp_async_commit();
 #pragma unroll
     for (int st = 1; st < NS - 1; ++st) {
-        if (st < nblocks) load_kv(jb + st, st);
+        if (st < nblocks) load_kv(st, st);
         cp_async_commit();
     }
     cp_async_wait<NS - 2>();
@@ -287,16 +246,15 @@ __global__ void __launch_bounds__(Fp16Cfg<D, MT>::kThreads, Fp16Cfg<D, MT>::kMin
     const int k_lane_off = ((lane & 7) + (lane >> 4) * 8) * S + ((lane >> 3) & 1) * 8;
     const int v_lane_off = ((lane & 7) + ((lane >> 3) & 1) * 8) * S + (lane >> 4) * 8;
 
-    for (int jj = 0; jj < nblocks; ++jj) {
-        // Local block jj (key block j) has landed (and is visible to all warps); every warp is
-        // done with block jj-1, whose buffer now takes block jj + NS - 1.
-        const int j = jb + jj;
+    for (int j = 0; j < nblocks; ++j) {
+        // Block j has landed (and is visible to all warps); every warp is done with block j-1,
+        // whose buffer now takes block j + NS - 1.
         cp_async_wait<NS - 2>();
         __syncthreads();
-        if (jj + NS - 1 < nblocks) load_kv(j + NS - 1, (jj + NS - 1) % NS);
+        if (j + NS - 1 < nblocks) load_kv(j + NS - 1, (j + NS - 1) % NS);
         cp_async_commit();
-        const __half* cK = sK + (jj % NS) * BN * S;
-        const __half* cV = sV + (jj % NS) * BN * S;
+        const __half* cK = sK + (j % NS) * BN * S;
+        const __half* cV = sV + (j % NS) * BN * S;
 
         // S = Q K^T for this warp's rows x BN keys; each K fragment feeds MT m-tiles.
         float s[MT][BN / 8][4];
@@ -387,78 +345,6 @@ __global__ void __launch_bounds__(Fp16Cfg<D, MT>::kThreads, Fp16Cfg<D, MT>::kMin
                 }
             }
         }
-    }
-
-    if constexpr (SPLIT) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-        // Partials into this CTA's K/V buffers (no copies in flight; every warp is past them):
-        // unnormalised O [BM][OS] fp32, then row max (raw scores) [BM] and row sum [BM].
-        cp_async_wait<0>();
-        __syncthreads();
-        float* sOp = reinterpret_cast<float*>(sK);
-        float* sM = sOp + BM * OS;
-        float* sL = sM + BM;
-        const int g = lane >> 2, t = lane & 3;
-        const int r0 = warp * WR + g;  // MT == 1: rows r0 and r0 + 8
-        float l0 = l[0][0], l1 = l[0][1];
-        l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-        l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-        l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-        l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-#pragma unroll
-        for (int dt = 0; dt < D / 8; ++dt) {
-            *reinterpret_cast<float2*>(sOp + r0 * OS + dt * 8 + 2 * t) = make_float2(o[0][dt][0], o[0][dt][1]);
-            *reinterpret_cast<float2*>(sOp + (r0 + 8) * OS + dt * 8 + 2 * t) = make_float2(o[0][dt][2], o[0][dt][3]);
-        }
-        if (t == 0) {
-            sM[r0] = m[0][0];
-            sM[r0 + 8] = m[0][1];
-            sL[r0] = l0;
-            sL[r0 + 8] = l1;
-        }
-        namespace cg = cooperative_groups;
-        cg::cluster_group cluster = cg::this_cluster();
-        cluster.sync();  // every CTA's partials written and visible across the cluster
-        // Merge: this CTA finishes rows rank, rank + splits, ...; a work item is one 8-column chunk
-        // of one row: out = sum_s w_s O_s / sum_s w_s l_s, w_s = 2^((m_s - max_s m_s) scale_log2)
-        // (an empty split has m = -inf, l = 0, O = 0: weight 0; some split always has keys).
-        const int tok0 = s_range[0], nq = s_range[1];
-        const int64_t ldo = (int64_t)heads * D;
-        __half* gO = out + (int64_t)tok0 * ldo + (int64_t)blockIdx.y * D;
-        const int my_rows = (BM - rank + splits - 1) / splits;
-        for (int item = tid; item < my_rows * CPR; item += Cfg::kThreads) {
-            const int r = rank + (item / CPR) * splits, c = item % CPR;
-            if (q0 + r >= nq) continue;
-            float mx = -INFINITY;
-            for (int sp = 0; sp < splits; ++sp) mx = fmaxf(mx, *cluster.map_shared_rank(sM + r, sp));
-            float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f}, den = 0.f;
-            for (int sp = 0; sp < splits; ++sp) {
-                const float w = fast_exp2((*cluster.map_shared_rank(sM + r, sp) - mx) * scale_log2);
-                den = fmaf(w, *cluster.map_shared_rank(sL + r, sp), den);
-                const float4* src = reinterpret_cast<const float4*>(cluster.map_shared_rank(sOp + r * OS + c * 8, sp));
-                const float4 a = src[0], b = src[1];
-                acc[0] = fmaf(w, a.x, acc[0]);
-                acc[1] = fmaf(w, a.y, acc[1]);
-                acc[2] = fmaf(w, a.z, acc[2]);
-                acc[3] = fmaf(w, a.w, acc[3]);
-                acc[4] = fmaf(w, b.x, acc[4]);
-                acc[5] = fmaf(w, b.y, acc[5]);
-                acc[6] = fmaf(w, b.z, acc[6]);
-                acc[7] = fmaf(w, b.w, acc[7]);
-            }
-            const float inv = 1.f / den;
-            uint4 v;
-            v.x = pack_half2(acc[0] * inv, acc[1] * inv);
-            v.y = pack_half2(acc[2] * inv, acc[3] * inv);
-            v.z = pack_half2(acc[4] * inv, acc[5] * inv);
-            v.w = pack_half2(acc[6] * inv, acc[7] * inv);
-            *reinterpret_cast<uint4*>(gO + (int64_t)(q0 + r) * ldo + c * 8) = v;
-        }
-        cluster.sync();  // no CTA leaves while another still reads its shared memory
-#else
-        __trap();  // the launcher uses split-KV on sm_90+ only
-#endif
-        return;
     }
 
     // Epilogue: finish the row sums across the quad, normalise, stage through this warp's own
@@ -649,29 +535,22 @@ void ensure_smem(const void* kernel, int bytes) {
     done.insert({dev, kernel});
 }
 
-struct DeviceShape {
-    int sms = 0;     // multiprocessors
-    int major = 0;   // compute capability major (split-KV clusters: 9 and later)
-};
-DeviceShape device_shape() {
+int sm_count() {
     static std::mutex mu;
-    static std::map<int, DeviceShape> cache;
+    static std::map<int, int> cache;
     int dev = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) throw std::runtime_error("attention: cudaGetDevice failed");
     std::lock_guard<std::mutex> lock(mu);
     auto it = cache.find(dev);
     if (it != cache.end()) return it->second;
-    DeviceShape d;
-    if (cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || d.sms < 1 ||
-        cudaDeviceGetAttribute(&d.major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
+    int n = 0;
+    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n < 1)
         throw std::runtime_error("attention: cannot read the multiprocessor count");
-    cache[dev] = d;
-    return d;
+    cache[dev] = n;
+    return n;
 }
-int sm_count() { return device_shape().sms; }
 
 int g_mtile_override = 0;  // benchmarks only: 1 or 2 forces the m-tiles per warp; 0 = heuristic
-int g_split_override = 0;  // benchmarks only: 1..4 forces the split-KV cluster size; 0 = heuristic
 
 // m-tiles per warp for the fp16 kernel: 2 (128-row CTAs, ~15% more efficient per row on the
 // H100) once the grid fills one wave of them (2 CTAs per SM), else 1 (64-row CTAs: twice the
@@ -685,57 +564,14 @@ int pick_mtiles(const AttentionParams& p) {
     return ctas128 >= 2LL * sm_count() ? 2 : 1;
 }
 
-constexpr int kMaxSplits = 4;
-
-// Split-KV cluster size for the fp16 kernel with 64-row CTAs (1: no split). Only on sm_90+
-// (clusters), and only while the split grid stays resident in one wave (kMinBlocks CTAs per SM):
-// then the split turns idle SMs into shorter serial walks over the key blocks. At most one CTA
-// per 64-key block of the longest sequence.
-int pick_splits(const AttentionParams& p, int mtiles) {
-    if (p.dtype != DType::kFloat16 || mtiles != 1) return 1;
-    const DeviceShape d = device_shape();
-    if (d.major < 9) return 1;
-    if (g_split_override >= 1) return std::min(g_split_override, kMaxSplits);
-    const int64_t ctas = (int64_t)p.batch * p.heads * ((p.seq + 63) / 64);
-    const int64_t fit = (int64_t)d.sms * fp16_min_blocks(p.head_size, 1) / ctas;
-    const int splits = (int)std::min<int64_t>({int64_t(kMaxSplits), int64_t((p.seq + 63) / 64), fit});
-    return splits >= 2 ? splits : 1;
-}
-
 template <typename T, int D, int MT>
 void launch(const AttentionParams& p, cudaStream_t stream) {
     if constexpr (std::is_same<T, __half>::value) {
         using Cfg = Fp16Cfg<D, MT>;
-        const float scale_log2 = p.scale * 1.4426950408889634f;
-        const int qtiles = (p.seq + Cfg::kBM - 1) / Cfg::kBM;
-        const int splits = pick_splits(p, MT);
-        if constexpr (MT == 1) {
-            if (splits > 1) {
-                auto kernel = attention_fp16_kernel<D, 1, true>;
-                ensure_smem(reinterpret_cast<const void*>(kernel), Cfg::kSmemBytes);
-                cudaLaunchConfig_t cfg{};
-                cfg.gridDim = dim3(qtiles * splits, p.heads, p.batch);
-                cfg.blockDim = dim3(Cfg::kThreads);
-                cfg.dynamicSmemBytes = Cfg::kSmemBytes;
-                cfg.stream = stream;
-                cudaLaunchAttribute attr[1];
-                attr[0].id = cudaLaunchAttributeClusterDimension;
-                attr[0].val.clusterDim.x = splits;
-                attr[0].val.clusterDim.y = 1;
-                attr[0].val.clusterDim.z = 1;
-                cfg.attrs = attr;
-                cfg.numAttrs = 1;
-                const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, static_cast<const __half*>(p.qkv),
-                                                         static_cast<__half*>(p.out), p.seqlens, p.cu_seqlens,
-                                                         p.heads, p.seq, scale_log2);
-                if (e != cudaSuccess)
-                    throw std::runtime_error(std::string("attention: split-KV launch failed: ") + cudaGetErrorString(e));
-                return;
-            }
-        }
-        auto kernel = attention_fp16_kernel<D, MT, false>;
+        auto kernel = attention_fp16_kernel<D, MT>;
         ensure_smem(reinterpret_cast<const void*>(kernel), Cfg::kSmemBytes);
-        const dim3 grid(qtiles, p.heads, p.batch);
+        const dim3 grid((p.seq + Cfg::kBM - 1) / Cfg::kBM, p.heads, p.batch);
+        const float scale_log2 = p.scale * 1.4426950408889634f;
         kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(
             static_cast<const __half*>(p.qkv), static_cast<__half*>(p.out), p.seqlens,
             p.cu_seqlens, p.heads, p.seq, scale_log2);
@@ -783,11 +619,6 @@ void check_params(const AttentionParams& p) {
 
 namespace attention_detail {
 void set_mtile_override(int mtiles) { g_mtile_override = mtiles; }
-void set_split_override(int splits) { g_split_override = splits; }
-int splits_for(const AttentionParams& p) {
-    const int mtiles = p.dtype == DType::kFloat16 ? pick_mtiles(p) : 1;
-    return pick_splits(p, mtiles);
-}
 }  // namespace attention_detail
 
 void attention(const AttentionParams& p, cudaStream_t stream) {

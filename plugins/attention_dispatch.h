@@ -63,11 +63,7 @@
 namespace bertqa {
 namespace attention_detail {
 // Benchmarks only (plugins/bench/attention_check.cu): force the fp16 m-tiles per warp (1 or 2;
-// 0 restores the grid-size heuristic), and the split-KV cluster size (1 = no split, 2..4; 0 = the
-// heuristic; applies to 64-row fp16 CTAs on sm_90+ only). Not thread-safe; not part of the plugin
-// API. splits_for(): the cluster size the next launch of p would use (1 = no split).
+// 0 restores the grid-size heuristic). Not thread-safe; not part of the plugin API.
 void set_mtile_override(int mtiles);
-void set_split_override(int splits);
-int splits_for(const AttentionParams& p);
 }  // namespace attention_detail
 }  // namespace bertqa

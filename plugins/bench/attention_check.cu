@@ -17,9 +17,7 @@
 //              packed (cu_seqlens, lengths random, always including 1 and seq)
 //   seq        1, 7, 64, 128, 129, 384, 512
 //   fp16 tile shapes: 1 and 2 m16 tiles per warp (64- / 128-row CTAs), each forced, plus the
-//              grid-size heuristic the launcher uses; on sm_90+ the 64-row shape also as
-//              split-KV clusters of 2, 3 and 4 CTAs (forced), and small batches (1, 2) through
-//              the heuristic, which splits them
+//              grid-size heuristic the launcher uses
 //   + a sharp-softmax case (scale 1 for fp16, 0.35 for fp32) per dtype/head size/tile shape
 //   + a BERT-large shaped launch (batch 128, seq 384, heads 16, D 64, random seqlens), checked
 //     on a sample of (sequence, head) pairs
@@ -147,8 +145,6 @@ struct Result {
 
 static const int kGuardRows = 64;
 
-static int g_splits_used = 1;  // split-KV cluster size of the last checked launch (1 = none)
-
 // Runs attention on P with fresh inputs; compares the (b, h) pairs given (all if empty).
 static Result run_check(const Problem& P, bertqa::DType dt, double scale, double in_range,
                         std::vector<std::pair<int, int>> pairs = {}) {
@@ -199,7 +195,6 @@ static Result run_check(const Problem& P, bertqa::DType dt, double scale, double
     p.seqlens = d_len;
     p.cu_seqlens = d_cu;
     p.scale = (float)scale;
-    g_splits_used = bertqa::attention_detail::splits_for(p);
     bertqa::attention(p, 0);
     CUDA_CHECK(cudaGetLastError());
     CUDA_CHECK(cudaDeviceSynchronize());
@@ -257,9 +252,9 @@ static void report(const char* what, bertqa::DType dt, const Problem& P, double 
     const bool ok = r.bad == 0 && r.max_err <= tol_max && r.norm_err <= tol_norm;
     if (!ok) ++g_failures;
     const int mt = !f16 ? 0 : P.D > 64 ? 1 : g_mt;
-    printf("%-6s %s mt=%d split=%d D=%-3d %-6s batch=%-3d heads=%-2d seq=%-3d scale=%.4f  max_err=%.2e  "
+    printf("%-6s %s mt=%d D=%-3d %-6s batch=%-3d heads=%-2d seq=%-3d scale=%.4f  max_err=%.2e  "
            "norm_err=%.2e  bad=%ld  %s\n",
-           what, f16 ? "fp16" : "fp32", mt, g_splits_used, P.D, P.packed ? "packed" : "padded", P.batch,
+           what, f16 ? "fp16" : "fp32", mt, P.D, P.packed ? "packed" : "padded", P.batch,
            P.heads, P.seq, scale, r.max_err, r.norm_err, r.bad, ok ? "ok" : "FAIL");
 }
 
@@ -534,25 +529,18 @@ int main(int argc, char** argv) {
     // 64- and 128-row CTAs; D = 128 has only the first), then once more through the heuristic.
     const int seqs[] = {1, 7, 64, 128, 129, 384, 512};
     const int Ds[] = {32, 64, 128};
-    // 64-row fp16 CTAs also run split-KV with 2, 3 and 4 CTAs per cluster (sm_90+), including
-    // sequences with fewer key blocks than CTAs (empty splits).
-    const bool clusters = prop.major >= 9;
     struct Variant {
         bertqa::DType dt;
-        int mt, splits;
+        int mt;
     };
     std::vector<Variant> variants;
-    if (!fp16_only) variants.push_back({bertqa::DType::kFloat32, 0, 1});
-    variants.push_back({bertqa::DType::kFloat16, 1, 1});
-    if (clusters)
-        for (int sp : {2, 3, 4}) variants.push_back({bertqa::DType::kFloat16, 1, sp});
-    variants.push_back({bertqa::DType::kFloat16, 2, 1});
+    if (!fp16_only) variants.push_back({bertqa::DType::kFloat32, 0});
+    for (int mt : {1, 2}) variants.push_back({bertqa::DType::kFloat16, mt});
     for (const Variant& v : variants)
         for (int D : Ds) {
             if (v.mt == 2 && D > 64) continue;
             g_mt = v.mt;
             bertqa::attention_detail::set_mtile_override(v.mt);
-            bertqa::attention_detail::set_split_override(v.splits);
             for (int seq : seqs)
                 for (bool packed : {false, true}) {
                     Problem P = make_problem(5, 3, D, seq, packed);
@@ -566,7 +554,6 @@ int main(int argc, char** argv) {
             Problem P = make_problem(4, 2, D, 384, false);
             report("sharp", v.dt, P, sharp, run_check(P, v.dt, sharp, 1.5));
         }
-    bertqa::attention_detail::set_split_override(0);
     {   // BERT-large shape, sampled pairs (full-grid indexing at scale), through the heuristic
         // and each forced fp16 tile shape.
         Problem P = make_problem(128, 16, 64, 384, false);
@@ -585,17 +572,14 @@ int main(int argc, char** argv) {
         if (!fp16_only)
             report("large", bertqa::DType::kFloat32, P, 0.125,
                    run_check(P, bertqa::DType::kFloat32, 0.125, 1.5, pairs));
-        // Small-batch shapes through the heuristic (which picks 1 m-tile for them, and split-KV
-        // on sm_90+), padded with short valid lengths and packed.
+        // Small-batch shapes through the heuristic (which picks 1 m-tile for them).
         g_mt = 0;
         bertqa::attention_detail::set_mtile_override(0);
-        for (int seq : {128, 384})
-            for (int b : {1, 2})
-                for (bool packed : {false, true}) {
-                    Problem R = make_problem(b, 16, 64, seq, packed);
-                    report("auto", bertqa::DType::kFloat16, R, 0.125,
-                           run_check(R, bertqa::DType::kFloat16, 0.125, 1.5));
-                }
+        for (int seq : {128, 384}) {
+            Problem R = make_problem(2, 16, 64, seq, false);
+            report("auto", bertqa::DType::kFloat16, R, 0.125,
+                   run_check(R, bertqa::DType::kFloat16, 0.125, 1.5));
+        }
     }
     if (g_failures) {
         printf("FAILED: %d mismatching configurations\n", g_failures);
@@ -636,21 +620,15 @@ int main(int argc, char** argv) {
         {"fp32 large B128 S384", bertqa::DType::kFloat32, 128, 16, 64, 384},
         {"fp32 large B1   S384", bertqa::DType::kFloat32, 1, 16, 64, 384},
     };
-    printf("\n%-22s %5s %9s %10s %10s %10s %9s %7s %10s\n", "shape", "dtype", "mt", "cold_us",
+    printf("\n%-22s %5s %4s %10s %10s %10s %9s %7s %10s\n", "shape", "dtype", "mt", "cold_us",
            "cold_us#2", "graph_us", "TFLOP/s", "%mma", "floor_us");
     for (const auto& s : shapes) {
         if (fp16_only && s.dt == bertqa::DType::kFloat32) continue;
         const bool f16 = s.dt == bertqa::DType::kFloat16;
-        // (m-tiles, split-KV CTAs): forced shapes, then the heuristic's choice (0, 0); splits only
-        // for grids that leave SMs idle (batch <= 8), where the heuristic may pick them.
-        const std::pair<int, int> tilings[] = {{1, 1}, {1, 2}, {1, 3}, {1, 4}, {2, 1}, {0, 0}};
-        for (auto [mt, sp] : tilings) {
-            if (!f16 && mt != 0) continue;              // fp32: one shape
-            if (s.D > 64 && mt == 2) continue;          // no 128-row CTAs at D = 128
+        for (int mt : {1, 2, 0}) {  // 0: the heuristic's choice
+            if ((!f16 || s.D > 64) && mt != 0) continue;
             if (mt2_only && (mt != 2 || s.D > 64)) continue;
-            if (sp > 1 && (!clusters || s.batch > 8 || s.lengths)) continue;
             bertqa::attention_detail::set_mtile_override(mt);
-            bertqa::attention_detail::set_split_override(sp);
             const Timing t = time_shape(s.dt, s.batch, s.heads, s.D, s.seq, flush, flush_bytes, s.lengths);
             double sq = (double)s.batch * s.seq * s.seq, tok = (double)s.batch * s.seq;  // sum len^2, sum len
             if (s.lengths) {
@@ -662,24 +640,15 @@ int main(int argc, char** argv) {
             const double bytes = tok * s.heads * s.D * 4 * es;  // qkv + out
             const double floor_us = std::max(flops / (mma_tf * 1e12), bytes / (bw * 1e9)) * 1e6;
             const double best = std::min(t.cold_us, t.cold_us2);
-            char mts[16];
-            bertqa::AttentionParams q{};
-            q.dtype = s.dt;
-            q.batch = s.lengths ? (int)s.lengths->size() : s.batch;
-            q.heads = s.heads;
-            q.head_size = s.D;
-            q.seq = s.seq;
-            const int used = bertqa::attention_detail::splits_for(q);
-            if (mt) snprintf(mts, sizeof mts, used > 1 ? "%dx%d" : "%d", mt, used);
-            else snprintf(mts, sizeof mts, used > 1 ? "auto(x%d)" : "auto", used);
-            printf("%-22s %5s %9s %10.1f %10.1f %10.1f %9.1f %6.1f%% %10.1f\n", s.name,
+            char mts[8];
+            snprintf(mts, sizeof mts, mt ? "%d" : "auto", mt);
+            printf("%-22s %5s %4s %10.1f %10.1f %10.1f %9.1f %6.1f%% %10.1f\n", s.name,
                    f16 ? "fp16" : "fp32", mts, t.cold_us, t.cold_us2, t.graph_us,
                    flops / (best * 1e-6) / 1e12,
                    100.0 * flops / (best * 1e-6) / 1e12 / mma_tf, floor_us);
         }
     }
     bertqa::attention_detail::set_mtile_override(0);
-    bertqa::attention_detail::set_split_override(0);
     CUDA_CHECK(cudaFree(flush));
     return 0;
 }
