@@ -25,7 +25,7 @@ namespace bertqa {
         if (bertqa_err_ != cudaSuccess) ::bertqa::throw_cuda(bertqa_err_, #call, __FILE__, __LINE__); \
     } while (0)
 
-// A debugging or A/B switch of the runtime: true when the environment sets NAME=1.
+// A debugging switch of the runtime (BERTQA_POISON_ACTIVATIONS): true when the environment sets NAME=1.
 inline bool env_flag(const char* name) {
     const char* v = std::getenv(name);
     return v != nullptr && std::strcmp(v, "1") == 0;
