@@ -151,7 +151,6 @@ PYBIND11_MODULE(_bertqa_cuda, m) {
                 d["algo"] = r.algo.to_ints();
                 d["time_us"] = r.time_us;
                 d["heuristic_time_us"] = r.heuristic_time_us;
-                d["cublaslt_time_us"] = r.cublaslt_time_us;
                 d["candidates"] = r.candidates;
                 d["heuristic_candidates"] = r.heuristic_candidates;
                 d["workspace_bytes"] = r.workspace_bytes;
@@ -161,9 +160,9 @@ PYBIND11_MODULE(_bertqa_cuda, m) {
         },
         py::arg("shapes"), py::arg("workspace_bytes") = size_t(32) << 20, py::arg("max_candidates") = 16,
         py::arg("iterations") = 20, py::arg("extended_search") = true, py::arg("cold_weights") = true,
-        "Times cuBLASLt's heuristic candidates (and, fp16 on sm_90, linear_wgmma's configurations) for each "
-        "(m, n, k, 'fp16'|'fp32', 'none'|'bias'|'gelu_bias') and returns the fastest of each as "
-        "{'algo': [9 ints], 'time_us', 'heuristic_time_us', 'cublaslt_time_us', 'candidates', 'workspace_bytes'}.");
+        "Times cuBLASLt's heuristic candidates for each (m, n, k, 'fp16'|'fp32', 'none'|'bias'|'gelu_bias') "
+        "and returns the fastest of each as {'algo': [9 ints], 'time_us', 'heuristic_time_us', 'candidates', "
+        "'workspace_bytes'}.");
     m.def("device_info", []() { return device_dict(current_device_info()); },
           "The current GPU: name, sm (e.g. 90), memory, CUDA and cuBLASLt versions. DeviceError without a GPU.");
     m.def("cublaslt_version", []() { return cublaslt_version(); });

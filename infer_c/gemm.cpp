@@ -5,7 +5,6 @@
 #include <limits>
 #include <stdexcept>
 
-#include "bert_plugins.h"
 #include "cuda_utils.h"
 #include "kernels.h"
 
@@ -125,14 +124,6 @@ GemmAlgoConfig GemmAlgoConfig::from_ints(const std::vector<int64_t>& v) {
     return c;
 }
 
-GemmAlgoConfig GemmAlgoConfig::linear_wgmma(int block_n, int split_k) {
-    GemmAlgoConfig c;
-    c.algo_id = kLinearWgmmaAlgoId;
-    c.tile = uint32_t(block_n);
-    c.splitk = split_k;
-    return c;
-}
-
 GemmAlgoConfig algo_config_of(const cublasLtMatmulAlgo_t& algo) {
     GemmAlgoConfig c;
     c.algo_id = int32_t(get_algo_attr(algo, CUBLASLT_ALGO_CONFIG_ID));
@@ -188,8 +179,7 @@ void GemmPlan::destroy() noexcept {
 
 GemmPlan::GemmPlan(GemmPlan&& o) noexcept
     : handle_(o.handle_), shape_(o.shape_), desc_(std::exchange(o.desc_, nullptr)), a_(std::exchange(o.a_, nullptr)),
-      b_(std::exchange(o.b_, nullptr)), c_(std::exchange(o.c_, nullptr)), algo_(o.algo_), has_algo_(o.has_algo_),
-      bias_(o.bias_), wgmma_block_n_(o.wgmma_block_n_), wgmma_split_k_(o.wgmma_split_k_) {}
+      b_(std::exchange(o.b_, nullptr)), c_(std::exchange(o.c_, nullptr)), algo_(o.algo_), has_algo_(o.has_algo_) {}
 
 std::vector<cublasLtMatmulHeuristicResult_t> GemmPlan::candidates(size_t workspace_bytes, int max_results) const {
     cublasLtMatmulPreference_t pref = nullptr;
@@ -211,44 +201,8 @@ std::vector<cublasLtMatmulHeuristicResult_t> GemmPlan::candidates(size_t workspa
     return ok;
 }
 
-namespace {
-// linear_wgmma's parameters for a shape, with stand-in pointers (aligned, apart) for the checks
-// made before the buffers exist.
-LinearParams linear_params(const GemmShape& s, int block_n, int split_k, const void* w, const void* x, const void* bias,
-                           void* y) {
-    LinearParams p{};
-    p.x = x;
-    p.w = w;
-    p.bias = bias;
-    p.y = y;
-    p.m = s.m;
-    p.n = s.n;
-    p.k = s.k;
-    p.gelu = s.epilogue == GemmEpilogue::kGeluBias;
-    p.block_n = block_n;
-    p.split_k = split_k;
-    return p;
-}
-
-bool linear_wgmma_fits(const GemmShape& s, int block_n, int split_k) {
-    if (s.dtype != GemmDType::kFloat16) return false;
-    // Stand-ins: x at 0, y past x (the real buffers never overlap: checked again at launch).
-    const size_t x_end = (size_t(s.m) * s.k * 2 + 255) & ~size_t(255);
-    const auto* base = reinterpret_cast<const uint8_t*>(uintptr_t(256));
-    const LinearParams p = linear_params(s, block_n, split_k, base, base, nullptr, const_cast<uint8_t*>(base) + x_end);
-    return linear_wgmma_unsupported(p).empty();
-}
-}  // namespace
-
 bool GemmPlan::set_algo(const GemmAlgoConfig& cfg, size_t workspace_bytes) {
     if (!cfg.valid()) return false;
-    if (cfg.is_linear_wgmma()) {
-        if (!linear_wgmma_fits(shape_, int(cfg.tile), cfg.splitk)) return false;
-        wgmma_block_n_ = int(cfg.tile);
-        wgmma_split_k_ = cfg.splitk;
-        has_algo_ = true;
-        return true;
-    }
     const cudaDataType_t t = cuda_type(shape_.dtype);
     // Only ids this cuBLASLt lists for the types (an unknown id is a stale engine, not an error).
     int ids[256];
@@ -282,18 +236,12 @@ void GemmPlan::set_heuristic_algo(size_t workspace_bytes) {
 }
 
 void GemmPlan::set_bias(const void* bias) {
-    bias_ = bias;
     BERTQA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
 }
 
 void GemmPlan::run(const void* w, const void* x, void* y, void* workspace, size_t workspace_bytes,
                    cudaStream_t stream) const {
     if (!has_algo_) throw std::logic_error("GemmPlan::run before an algorithm was chosen: " + shape_.str());
-    if (wgmma_block_n_ > 0) {
-        const void* bias = shape_.epilogue == GemmEpilogue::kNone ? nullptr : bias_;
-        linear_wgmma(linear_params(shape_, wgmma_block_n_, wgmma_split_k_, w, x, bias, y), stream);
-        return;
-    }
     const float alpha = 1.0f, beta = 0.0f;
     BERTQA_CUBLAS_CHECK(cublasLtMatmul(handle_, desc_, &alpha, w, a_, x, b_, &beta, y, c_, y, c_, &algo_, workspace,
                                        workspace_bytes, stream));
@@ -309,8 +257,10 @@ namespace {
 // Product i reads weight copy i % w_copies (w_stride bytes apart): with enough copies to overflow
 // the L2 cache the weights come from DRAM, as in the network, where each GEMM's weights are read
 // once per pass and the whole model (0.67 GB for BERT-large fp16) never fits in L2.
-double time_candidate(const GemmPlan& plan, const void* w, size_t w_stride, int w_copies, const void* x, void* y,
-                      void* ws, size_t ws_bytes, int iterations, const Stream& stream) {
+double time_candidate(GemmPlan& plan, const cublasLtMatmulAlgo_t& algo, const void* w, size_t w_stride,
+                      int w_copies, const void* x, void* y, void* ws, size_t ws_bytes, int iterations,
+                      const Stream& stream) {
+    plan.set_algo(algo);
     cudaGraph_t raw = nullptr;
     BERTQA_CUDA_CHECK(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal));
     bool ok = true;
@@ -354,10 +304,9 @@ std::vector<GemmTuneResult> tune_gemms(const std::vector<GemmShape>& shapes, siz
     if (max_candidates < 1) throw std::invalid_argument("max_candidates must be >= 1");
     if (iterations < 1) throw std::invalid_argument("iterations must be >= 1");
     current_device_info();  // DeviceError when there is no GPU
-    int device = 0, l2_bytes = 0, sms = 0;
+    int device = 0, l2_bytes = 0;
     BERTQA_CUDA_CHECK(cudaGetDevice(&device));
     BERTQA_CUDA_CHECK(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, device));
-    BERTQA_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
     // Weight copies per shape: enough to stream twice the L2 size through the timed products (which
     // are at least as many as the copies), for the products whose weights are at least the bytes
     // of their activations (m (n + k) <= n k: the small batches, where the weight traffic decides
@@ -427,30 +376,17 @@ std::vector<GemmTuneResult> tune_gemms(const std::vector<GemmShape>& shapes, siz
         }
         if (configs.empty())
             throw std::runtime_error("none of cuBLASLt's algorithms can be stored for the product " + s.str());
-        // Our kernel (fp16 on sm_90): every tile width that divides n; split-K only where the output
-        // tiles alone would not fill the GPU twice over.
-        if (s.dtype == GemmDType::kFloat16) {
-            const int64_t row_tiles = (int64_t(s.m) + 127) / 128;
-            for (int block_n : {64, 128, 256}) {
-                for (int split : {1, 2, 3, 4, 6, 8}) {
-                    if (split > 1 && row_tiles * (s.n / block_n) * split > 2 * int64_t(sms)) continue;
-                    if (linear_wgmma_fits(s, block_n, split)) configs.push_back(GemmAlgoConfig::linear_wgmma(block_n, split));
-                }
-            }
-        }
         GemmTuneResult r;
         double best = std::numeric_limits<double>::infinity();
         for (size_t i = 0; i < configs.size(); ++i) {
             GemmPlan cand(handle, s);
             cand.set_algo(configs[i], workspace_bytes);
             if (s.epilogue != GemmEpilogue::kNone) cand.set_bias(bias.get());
-            const double t = time_candidate(cand, w.get(), w_stride, w_copies, x.get(), y.get(), ws.get(),
+            const double t = time_candidate(cand, cand.algo(), w.get(), w_stride, w_copies, x.get(), y.get(), ws.get(),
                                             workspace_bytes, std::max(iterations, w_copies), stream);
             if (t < 0) continue;
             ++r.candidates;
             if (i == 0) r.heuristic_time_us = t;
-            if (!configs[i].is_linear_wgmma() && (r.cublaslt_time_us == 0 || t < r.cublaslt_time_us))
-                r.cublaslt_time_us = t;
             if (t < best) {
                 best = t;
                 r.algo = configs[i];

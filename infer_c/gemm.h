@@ -11,9 +11,6 @@
 // Algorithms: heuristics give candidates; tune_gemms() times them on the GPU (each candidate's
 // loop captured in a CUDA graph, on random data) and returns the fastest as a GemmAlgoConfig,
 // a plain list of integers the builder stores in the engine and GemmPlan::set_algo() rebuilds.
-// fp16 products also time our own kernel, plugins/linear_wgmma.cu (sm_90: wgmma + TMA, split-K
-// over a cluster; erf GELU), which wins where cuBLASLt leaves SMs idle (small m); it is stored
-// as algo_id kLinearWgmmaAlgoId with tile = block_n and splitk = split_k.
 #pragma once
 
 #include <cublasLt.h>
@@ -42,10 +39,7 @@ struct GemmShape {
     std::string str() const;  // "m=384 n=3072 k=1024 fp16 bias"
 };
 
-// Not a cuBLASLt algorithm id (those are >= 0): the product runs plugins/linear_wgmma.cu.
-constexpr int32_t kLinearWgmmaAlgoId = -100;
-
-// A cuBLASLt algorithm as its configuration attributes (stable across processes), or our kernel.
+// A cuBLASLt algorithm as its configuration attributes (stable across processes).
 struct GemmAlgoConfig {
     int32_t algo_id = -1;
     uint32_t tile = 0;
@@ -57,9 +51,7 @@ struct GemmAlgoConfig {
     uint32_t inner_shape = 0;
     uint32_t cluster_shape = 0;
 
-    bool valid() const { return algo_id >= 0 || is_linear_wgmma(); }
-    bool is_linear_wgmma() const { return algo_id == kLinearWgmmaAlgoId; }
-    static GemmAlgoConfig linear_wgmma(int block_n, int split_k);
+    bool valid() const { return algo_id >= 0; }
     std::vector<int64_t> to_ints() const;
     static GemmAlgoConfig from_ints(const std::vector<int64_t>& v);  // std::invalid_argument on a bad list
 };
@@ -95,18 +87,13 @@ public:
 
     // Up to max_results heuristic candidates that need at most workspace_bytes of workspace.
     std::vector<cublasLtMatmulHeuristicResult_t> candidates(size_t workspace_bytes, int max_results) const;
-    // Uses cfg if cuBLASLt accepts it for this shape (cublasLtMatmulAlgoCheck), or if it is our
-    // kernel and linear_wgmma can run this shape here; false otherwise.
+    // Uses cfg if cuBLASLt accepts it for this shape (cublasLtMatmulAlgoCheck); false otherwise.
     bool set_algo(const GemmAlgoConfig& cfg, size_t workspace_bytes);
-    void set_algo(const cublasLtMatmulAlgo_t& algo) {
-        algo_ = algo;
-        has_algo_ = true;
-        wgmma_block_n_ = 0;
-    }
+    void set_algo(const cublasLtMatmulAlgo_t& algo) { algo_ = algo; has_algo_ = true; }
     // The heuristic's first choice; std::runtime_error when cuBLASLt has none.
     void set_heuristic_algo(size_t workspace_bytes);
     bool has_algo() const { return has_algo_; }
-    bool uses_linear_wgmma() const { return wgmma_block_n_ > 0; }
+    const cublasLtMatmulAlgo_t& algo() const { return algo_; }
 
     // Binds the bias pointer (kBias / kGeluBias epilogues); read when run() enqueues.
     void set_bias(const void* bias);
@@ -123,8 +110,6 @@ private:
     cublasLtMatrixLayout_t a_ = nullptr, b_ = nullptr, c_ = nullptr;
     cublasLtMatmulAlgo_t algo_{};
     bool has_algo_ = false;
-    const void* bias_ = nullptr;
-    int wgmma_block_n_ = 0, wgmma_split_k_ = 0;  // block_n > 0: run plugins/linear_wgmma.cu
 };
 
 GemmAlgoConfig algo_config_of(const cublasLtMatmulAlgo_t& algo);
@@ -133,7 +118,6 @@ struct GemmTuneResult {
     GemmAlgoConfig algo;
     double time_us = 0;            // the chosen algorithm's time per product
     double heuristic_time_us = 0;  // the heuristic's first choice, for comparison
-    double cublaslt_time_us = 0;   // the fastest cuBLASLt algorithm (= time_us unless our kernel won)
     int candidates = 0;            // how many were timed
     int heuristic_candidates = 0;  // of which the heuristic's own
     size_t workspace_bytes = 0;    // unused (kept for the Python side)

@@ -6,8 +6,6 @@
 //   attention.cu         fused multi-head attention from the packed QKV projection
 //                        (QKV-to-context), head sizes 32/64/128, any sequence length up to 512,
 //                        padded batches (seqlens) or packed ones (cu_seqlens)
-//   linear_wgmma.cu      Y = X W^T + bias (GELU) in fp16 for small m: wgmma + TMA, split-K over a
-//                        cluster (sm_90a); the builder times it against cuBLASLt per shape
 //
 // Activations are token-major: token t's row of a [tokens, width] tensor starts at t * width.
 // Padded batches lay sequence b's position s at token b * seq + s; packed batches lay the
@@ -18,7 +16,6 @@
 #pragma once
 
 #include <cstdint>
-#include <string>
 #include <cuda_runtime.h>
 
 namespace bertqa {
@@ -79,24 +76,9 @@ struct AttentionParams {
     float scale;                   // usually 1 / sqrt(head_size)
 };
 
-// Y[m, n] = X[m, k] W[n, k]^T + bias[n] (then erf GELU), fp16, fp32 accumulation.
-struct LinearParams {
-    const void* x;                 // [m, k] fp16
-    const void* w;                 // [n, k] fp16 (the torch orientation)
-    const void* bias;              // [n] fp16 or nullptr
-    void* y;                       // [m, n] fp16; must not overlap x
-    int m, n, k;
-    bool gelu;
-    int block_n;                   // output columns per CTA: 64, 128 or 256
-    int split_k;                   // CTAs (one cluster) per output tile, each over k / split_k: 1..8
-};
-
 void embed_layernorm(const EmbedLayerNormParams& p, cudaStream_t stream);
 void skip_layernorm(const SkipLayerNormParams& p, cudaStream_t stream);
 void bias_gelu(const BiasGeluParams& p, cudaStream_t stream);
 void attention(const AttentionParams& p, cudaStream_t stream);
-// Empty when linear_wgmma can run p on the current device and build; otherwise the reason.
-std::string linear_wgmma_unsupported(const LinearParams& p);
-void linear_wgmma(const LinearParams& p, cudaStream_t stream);  // std::invalid_argument when unsupported
 
 }  // namespace bertqa
