@@ -131,58 +131,45 @@ __device__ __forceinline__ SeqInfo seq_info(const int32_t* seqlens, const int32_
 #define BERTQA_ATTN_MT2_MINB 2    // __launch_bounds__ min CTAs per SM (register cap)
 #endif
 
-// KS = 2 (64-row CTAs only) splits the keys inside the CTA: two groups of 4 warps hold the same
-// query rows, each walks every other key block with its own online softmax, and the second
-// group's state is merged into the first's through shared memory at the end. It halves each
-// warp's serial chain of blocks and doubles the warps per scheduler, for grids too small to fill
-// the GPU (batch 1), where the kernel's time is that chain's latency.
-template <int D, int MT, int KS = 1>
+template <int D, int MT>
 struct Fp16Cfg {
-    static constexpr int kWarps = 4 * KS;
-    static constexpr int kBM = 16 * MT * 4;  // query rows per CTA: 64 or 128
-    static constexpr int kBN = MT == 2 ? BERTQA_ATTN_MT2_BN : 64;          // keys per block (per warp group)
+    static constexpr int kWarps = 4;
+    static constexpr int kBM = 16 * MT * kWarps;  // query rows per CTA: 64 or 128
+    static constexpr int kBN = MT == 2 ? BERTQA_ATTN_MT2_BN : 64;          // keys per block
     static constexpr int kStages = MT == 2 ? BERTQA_ATTN_MT2_STAGES : 2;   // K/V buffers
     static constexpr int kThreads = 32 * kWarps;
     static constexpr int kStride = D + 8;  // smem row stride in halves: +16 B kills ldmatrix conflicts
-    static constexpr int kSmemBytes = (kBM + 2 * kStages * kBN * KS) * kStride * 2;  // Q + K, V stages
-    static constexpr int kMinBlocks = KS == 2 ? 1 : MT == 2 ? BERTQA_ATTN_MT2_MINB : (D <= 64 ? 3 : 2);
+    static constexpr int kSmemBytes = (kBM + 2 * kStages * kBN) * kStride * 2;  // Q + K, V stages
+    static constexpr int kMinBlocks = MT == 2 ? BERTQA_ATTN_MT2_MINB : (D <= 64 ? 3 : 2);
     static_assert(kStages >= 2 && kBN % 16 == 0, "pipeline shape");
     static_assert(MT == 1 || MT == 2, "1 or 2 m-tiles per warp");
-    static_assert(KS == 1 || (KS == 2 && MT == 1), "the key split exists for 64-row CTAs only");
-    static_assert(kThreads % (D / 8) == 0 && (kBN * KS) % (kThreads / (D / 8)) == 0 &&
+    static_assert(kThreads % (D / 8) == 0 && kBN % (kThreads / (D / 8)) == 0 &&
                       kBM % (kThreads / (D / 8)) == 0,
                   "tile loads must divide evenly");
-    // The merge (KS = 2): per lane of warps 4..7, its O fragments, 2 row maxima and 2 partial sums.
-    static constexpr int kMergeFloats = D / 8 * 4 + 4;
-    static_assert(KS == 1 || 4 * kMergeFloats * 32 * 4 <= 2 * kStages * kBN * KS * kStride * 2,
-                  "the merge buffer reuses the K/V stages");
 };
 
-template <int D, int MT, int KS>
-__global__ void __launch_bounds__(Fp16Cfg<D, MT, KS>::kThreads, Fp16Cfg<D, MT, KS>::kMinBlocks)
+template <int D, int MT>
+__global__ void __launch_bounds__(Fp16Cfg<D, MT>::kThreads, Fp16Cfg<D, MT>::kMinBlocks)
     attention_fp16_kernel(const __half* __restrict__ qkv, __half* __restrict__ out,
                           const int32_t* __restrict__ seqlens,
                           const int32_t* __restrict__ cu_seqlens, int heads, int seq,
                           float scale_log2) {
-    using Cfg = Fp16Cfg<D, MT, KS>;
+    using Cfg = Fp16Cfg<D, MT>;
     constexpr int BM = Cfg::kBM, BN = Cfg::kBN, S = Cfg::kStride;
-    constexpr int BL = BN * KS;    // keys loaded per step (BN per warp group)
     constexpr int CPR = D / 8;     // 16-byte chunks per row
     constexpr int WR = 16 * MT;    // query rows per warp
 
     extern __shared__ uint4 smem_u4[];
     __half* sQ = reinterpret_cast<__half*>(smem_u4);
     constexpr int NS = Cfg::kStages;
-    __half* sK = sQ + BM * S;       // [NS][BL][S]
-    __half* sV = sK + NS * BL * S;  // [NS][BL][S]
+    __half* sK = sQ + BM * S;       // [NS][BN][S]
+    __half* sV = sK + NS * BN * S;  // [NS][BN][S]
 
     const SeqInfo si = seq_info(seqlens, cu_seqlens, blockIdx.z, seq);
     const int q0 = blockIdx.x * BM;
     if (q0 >= si.nq) return;  // whole CTA leaves together (packed: shorter sequence)
 
-    const int tid = threadIdx.x, lane = tid & 31;
-    const int warp = (tid >> 5) & 3;  // query-row slice of the warp
-    const int group = tid >> 7;       // KS = 2: key blocks group, group + 2, ...
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     // The epilogue re-reads the token range from shared memory instead of keeping it live in
     // registers across the main loop (fewer registers there).
     __shared__ int s_range[2];
@@ -195,17 +182,17 @@ __global__ void __launch_bounds__(Fp16Cfg<D, MT, KS>::kThreads, Fp16Cfg<D, MT, K
     const __half* gK = gQ + (int64_t)heads * D;
     const __half* gV = gQ + 2LL * heads * D;
     const int nk = si.nk;
-    const int nblocks = (nk + BL - 1) / BL;  // load steps
+    const int nblocks = (nk + BN - 1) / BN;
 
     // Tile loads: each thread copies 16-byte chunk column `lc` of rows lr, lr + kRowsPerPass, ...
     constexpr int kRowsPerPass = Cfg::kThreads / CPR;
     const int lr = tid / CPR, lc = (tid % CPR) * 8;
     auto load_kv = [&](int blk, int buf) {
-        const int k0 = blk * BL;
-        __half* dK = sK + buf * BL * S + lr * S + lc;  // buf < NS
-        __half* dV = sV + buf * BL * S + lr * S + lc;
+        const int k0 = blk * BN;
+        __half* dK = sK + buf * BN * S + lr * S + lc;  // buf < NS
+        __half* dV = sV + buf * BN * S + lr * S + lc;
 #pragma unroll
-        for (int i = 0; i < BL / kRowsPerPass; ++i) {
+        for (int i = 0; i < BN / kRowsPerPass; ++i) {
             const int key = k0 + lr + i * kRowsPerPass;
             const bool ok = key < nk;
             const int64_t off = ok ? (int64_t)key * ld + lc : 0;
@@ -266,10 +253,8 @@ __global__ void __launch_bounds__(Fp16Cfg<D, MT, KS>::kThreads, Fp16Cfg<D, MT, K
         __syncthreads();
         if (j + NS - 1 < nblocks) load_kv(j + NS - 1, (j + NS - 1) % NS);
         cp_async_commit();
-        const __half* cK = sK + (j % NS) * BL * S + group * BN * S;
-        const __half* cV = sV + (j % NS) * BL * S + group * BN * S;
-        const int kb = j * BL + group * BN;  // this warp group's first key
-        if (KS > 1 && kb >= nk) continue;    // none of its keys is valid (warp-uniform)
+        const __half* cK = sK + (j % NS) * BN * S;
+        const __half* cV = sV + (j % NS) * BN * S;
 
         // S = Q K^T for this warp's rows x BN keys; each K fragment feeds MT m-tiles.
         float s[MT][BN / 8][4];
@@ -291,8 +276,8 @@ __global__ void __launch_bounds__(Fp16Cfg<D, MT, KS>::kThreads, Fp16Cfg<D, MT, K
             }
         }
         // Mask keys past the valid length (only the last block can hold any).
-        if (kb + BN > nk) {
-            const int kbase = kb + 2 * (lane & 3);
+        if ((j + 1) * BN > nk) {
+            const int kbase = j * BN + 2 * (lane & 3);
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -360,42 +345,6 @@ __global__ void __launch_bounds__(Fp16Cfg<D, MT, KS>::kThreads, Fp16Cfg<D, MT, K
                 }
             }
         }
-    }
-
-    if constexpr (KS == 2) {
-        // Merge: warps 4..7 park their state (fragment order, lane-contiguous: no bank
-        // conflicts) in the K/V stages; warps 0..3, which hold the same rows and positions,
-        // rescale both to the common maximum and add. A group that saw no valid key has
-        // m = -inf, l = 0, o = 0 and weighs 0.
-        constexpr int MF = Cfg::kMergeFloats;
-        float* merge = reinterpret_cast<float*>(sK) + warp * MF * 32 + lane;
-        __syncthreads();  // every warp is done with the K/V stages
-        if (group == 1) {
-#pragma unroll
-            for (int dt = 0; dt < D / 8; ++dt)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) merge[(dt * 4 + e) * 32] = o[0][dt][e];
-            merge[(MF - 4) * 32] = m[0][0];
-            merge[(MF - 3) * 32] = m[0][1];
-            merge[(MF - 2) * 32] = l[0][0];
-            merge[(MF - 1) * 32] = l[0][1];
-        }
-        __syncthreads();
-        if (group == 1) return;
-        float c_own[2], c_other[2];
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            const float mo = merge[(MF - 4 + h) * 32];
-            const float mn = fmaxf(m[0][h], mo);  // finite: group 0 always sees key 0
-            c_own[h] = fast_exp2((m[0][h] - mn) * scale_log2);
-            c_other[h] = fast_exp2((mo - mn) * scale_log2);
-            l[0][h] = l[0][h] * c_own[h] + merge[(MF - 2 + h) * 32] * c_other[h];
-        }
-#pragma unroll
-        for (int dt = 0; dt < D / 8; ++dt)
-#pragma unroll
-            for (int e = 0; e < 4; ++e)
-                o[0][dt][e] = o[0][dt][e] * c_own[e >> 1] + merge[(dt * 4 + e) * 32] * c_other[e >> 1];
     }
 
     // Epilogue: finish the row sums across the quad, normalise, stage through this warp's own
@@ -601,29 +550,25 @@ int sm_count() {
     return n;
 }
 
-int g_tile_override = 0;  // benchmarks only: forces a tile shape (1, 2, 3); 0 = heuristic
+int g_mtile_override = 0;  // benchmarks only: 1 or 2 forces the m-tiles per warp; 0 = heuristic
 
-// fp16 tile shape (attention_dispatch.h): 2 (128-row CTAs, ~15% more efficient per row on the
-// H100) once the grid fills one wave of them (2 CTAs per SM); 3 (64-row CTAs with the keys split
-// between two warp groups) while even 64-row CTAs leave SMs idle and there are >= 2 key blocks;
-// else 1 (64-row CTAs: twice the CTAs for small batches). Measured on the H100
-// (ATTENTION_NOTES.md): batch 1 x seq 384 x 16 heads (48 CTAs of 128 rows) 11.2 us with 1 vs
-// 12.0 us with 2; batch 8 (384 CTAs) 29.5 us with 1 vs 27.3 us with 2. D = 128: never 2 (registers).
-int pick_tile_shape(const AttentionParams& p) {
-    if (g_tile_override >= 1 && g_tile_override <= 3)
-        return p.head_size > 64 && g_tile_override == 2 ? 1 : g_tile_override;
-    const int64_t ctas64 = (int64_t)p.batch * p.heads * ((p.seq + 63) / 64);
-    if (ctas64 < sm_count() && p.seq > 64) return 3;
+// m-tiles per warp for the fp16 kernel: 2 (128-row CTAs, ~15% more efficient per row on the
+// H100) once the grid fills one wave of them (2 CTAs per SM), else 1 (64-row CTAs: twice the
+// CTAs for small batches). Measured on the H100 (ATTENTION_NOTES.md): batch 1 x seq 384 x 16
+// heads (48 CTAs of 128 rows) 11.2 us with 1 vs 12.0 us with 2; batch 8 (384 CTAs) 29.5 us with
+// 1 vs 27.3 us with 2. D = 128 always 1 (registers).
+int pick_mtiles(const AttentionParams& p) {
     if (p.head_size > 64) return 1;
+    if (g_mtile_override == 1 || g_mtile_override == 2) return g_mtile_override;
     const int64_t ctas128 = (int64_t)p.batch * p.heads * ((p.seq + 127) / 128);
     return ctas128 >= 2LL * sm_count() ? 2 : 1;
 }
 
-template <typename T, int D, int MT, int KS>
+template <typename T, int D, int MT>
 void launch(const AttentionParams& p, cudaStream_t stream) {
     if constexpr (std::is_same<T, __half>::value) {
-        using Cfg = Fp16Cfg<D, MT, KS>;
-        auto kernel = attention_fp16_kernel<D, MT, KS>;
+        using Cfg = Fp16Cfg<D, MT>;
+        auto kernel = attention_fp16_kernel<D, MT>;
         ensure_smem(reinterpret_cast<const void*>(kernel), Cfg::kSmemBytes);
         const dim3 grid((p.seq + Cfg::kBM - 1) / Cfg::kBM, p.heads, p.batch);
         const float scale_log2 = p.scale * 1.4426950408889634f;
@@ -673,15 +618,15 @@ void check_params(const AttentionParams& p) {
 }  // namespace
 
 namespace attention_detail {
-void set_tile_override(int shape) { g_tile_override = shape; }
+void set_mtile_override(int mtiles) { g_mtile_override = mtiles; }
 }  // namespace attention_detail
 
 void attention(const AttentionParams& p, cudaStream_t stream) {
     check_params(p);
-    const int shape = p.dtype == DType::kFloat16 ? pick_tile_shape(p) : 1;
+    const int mtiles = p.dtype == DType::kFloat16 ? pick_mtiles(p) : 1;
     BERTQA_DTYPE_SWITCH(p.dtype, T, [&] {
         BERTQA_HEADDIM_SWITCH(p.head_size, kD, [&] {
-            BERTQA_TILE_SWITCH(T, kD, shape, kMT, kKS, [&] { launch<T, kD, kMT, kKS>(p, stream); });
+            BERTQA_MTILE_SWITCH(T, kD, mtiles, kMT, [&] { launch<T, kD, kMT>(p, stream); });
         });
     });
     const cudaError_t e = cudaGetLastError();

@@ -8,9 +8,8 @@
 //
 // Unsupported values throw std::invalid_argument (never exit()). Adding a head size is one line
 // here plus nothing else: the kernels are templates on it. The third switch picks the fp16
-// tile shape: 1 = 64-row CTAs (one m16 tile per warp), 2 = 128-row CTAs (two m16 tiles per warp;
-// fp16 with head size <= 64 only), 3 = 64-row CTAs whose keys are split between two warp groups
-// (fp16 only); where a shape does not exist the switch runs shape 1.
+// tile shape (m16 tiles per warp, 1 or 2: 64- or 128-row CTAs); it instantiates 2 only where it
+// exists (fp16, head size <= 64), every other combination runs 1.
 #pragma once
 
 #include <stdexcept>
@@ -50,28 +49,21 @@
                                     std::to_string(HEADDIM));                              \
     }()
 
-#define BERTQA_TILE_SWITCH(T, kHeadDim, SHAPE, kMTiles, kKeySplit, ...)                    \
+#define BERTQA_MTILE_SWITCH(T, kHeadDim, MTILES, kMTiles, ...)                             \
     [&] {                                                                                  \
-        constexpr bool kHalf_ = std::is_same<T, __half>::value;                            \
-        if ((SHAPE) == 2) {                                                                \
-            constexpr static int kMTiles = kHalf_ && (kHeadDim) <= 64 ? 2 : 1;             \
-            constexpr static int kKeySplit = 1;                                            \
-            return __VA_ARGS__();                                                          \
-        }                                                                                  \
-        if ((SHAPE) == 3) {                                                                \
-            constexpr static int kMTiles = 1;                                              \
-            constexpr static int kKeySplit = kHalf_ ? 2 : 1;                               \
+        if ((MTILES) == 2) {                                                               \
+            constexpr static int kMTiles =                                                 \
+                std::is_same<T, __half>::value && (kHeadDim) <= 64 ? 2 : 1;                \
             return __VA_ARGS__();                                                          \
         }                                                                                  \
         constexpr static int kMTiles = 1;                                                  \
-        constexpr static int kKeySplit = 1;                                                \
         return __VA_ARGS__();                                                              \
     }()
 
 namespace bertqa {
 namespace attention_detail {
-// Benchmarks only (plugins/bench/attention_check.cu): force the fp16 tile shape (1, 2 or 3, as in
-// BERTQA_TILE_SWITCH; 0 restores the grid-size heuristic). Not thread-safe; not the plugin API.
-void set_tile_override(int shape);
+// Benchmarks only (plugins/bench/attention_check.cu): force the fp16 m-tiles per warp (1 or 2;
+// 0 restores the grid-size heuristic). Not thread-safe; not part of the plugin API.
+void set_mtile_override(int mtiles);
 }  // namespace attention_detail
 }  // namespace bertqa

@@ -16,8 +16,7 @@
 //   mode       padded (seqlens random per sequence, always including 1 and seq)
 //              packed (cu_seqlens, lengths random, always including 1 and seq)
 //   seq        1, 7, 64, 128, 129, 384, 512
-//   fp16 tile shapes: 64-row CTAs, 128-row CTAs, 64-row CTAs with the keys split between two
-//              warp groups (attention_dispatch.h's shapes 1, 2, 3), each forced, plus the
+//   fp16 tile shapes: 1 and 2 m16 tiles per warp (64- / 128-row CTAs), each forced, plus the
 //              grid-size heuristic the launcher uses
 //   + a sharp-softmax case (scale 1 for fp16, 0.35 for fp32) per dtype/head size/tile shape
 //   + a BERT-large shaped launch (batch 128, seq 384, heads 16, D 64, random seqlens), checked
@@ -44,7 +43,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include "attention_dispatch.h"  // bertqa::attention_detail::set_tile_override (bench hook)
+#include "attention_dispatch.h"  // bertqa::attention_detail::set_mtile_override (bench hook)
 #include "bert_plugins.h"
 
 #include "cuda_check.h"
@@ -244,7 +243,7 @@ static Result run_check(const Problem& P, bertqa::DType dt, double scale, double
     return r;
 }
 
-static int g_mt = 0;  // forced fp16 tile shape for the current checks (1, 2, 3; 0 = heuristic)
+static int g_mt = 0;  // forced fp16 m-tiles per warp for the current checks (0 = heuristic)
 
 static void report(const char* what, bertqa::DType dt, const Problem& P, double scale,
                    const Result& r) {
@@ -252,7 +251,7 @@ static void report(const char* what, bertqa::DType dt, const Problem& P, double 
     const double tol_max = f16 ? 1e-2 : 1e-5, tol_norm = f16 ? 2e-3 : 1e-5;
     const bool ok = r.bad == 0 && r.max_err <= tol_max && r.norm_err <= tol_norm;
     if (!ok) ++g_failures;
-    const int mt = !f16 ? 0 : P.D > 64 && g_mt == 2 ? 1 : g_mt;
+    const int mt = !f16 ? 0 : P.D > 64 ? 1 : g_mt;
     printf("%-6s %s mt=%d D=%-3d %-6s batch=%-3d heads=%-2d seq=%-3d scale=%.4f  max_err=%.2e  "
            "norm_err=%.2e  bad=%ld  %s\n",
            what, f16 ? "fp16" : "fp32", mt, P.D, P.packed ? "packed" : "padded", P.batch,
@@ -526,8 +525,8 @@ int main(int argc, char** argv) {
     }
 
     // ---- every variant against the reference ----
-    // fp16 runs each configuration with every tile shape forced (1, 2, 3: 64-row, 128-row and
-    // key-split 64-row CTAs; D = 128 has no 128-row shape), then once more through the heuristic.
+    // fp16 runs each configuration with both tile shapes forced (1 and 2 m16 tiles per warp:
+    // 64- and 128-row CTAs; D = 128 has only the first), then once more through the heuristic.
     const int seqs[] = {1, 7, 64, 128, 129, 384, 512};
     const int Ds[] = {32, 64, 128};
     struct Variant {
@@ -536,12 +535,12 @@ int main(int argc, char** argv) {
     };
     std::vector<Variant> variants;
     if (!fp16_only) variants.push_back({bertqa::DType::kFloat32, 0});
-    for (int mt : {1, 2, 3}) variants.push_back({bertqa::DType::kFloat16, mt});
+    for (int mt : {1, 2}) variants.push_back({bertqa::DType::kFloat16, mt});
     for (const Variant& v : variants)
         for (int D : Ds) {
             if (v.mt == 2 && D > 64) continue;
             g_mt = v.mt;
-            bertqa::attention_detail::set_tile_override(v.mt);
+            bertqa::attention_detail::set_mtile_override(v.mt);
             for (int seq : seqs)
                 for (bool packed : {false, true}) {
                     Problem P = make_problem(5, 3, D, seq, packed);
@@ -562,9 +561,9 @@ int main(int argc, char** argv) {
         std::vector<std::pair<int, int>> pairs;
         for (int b : {0, 1, 37, 64, 126, 127})
             for (int h : {0, 5, 15}) pairs.push_back({b, h});
-        for (int mt : {0, 1, 2, 3}) {
+        for (int mt : {0, 1, 2}) {
             g_mt = mt;
-            bertqa::attention_detail::set_tile_override(mt);
+            bertqa::attention_detail::set_mtile_override(mt);
             report("large", bertqa::DType::kFloat16, P, 0.125,
                    run_check(P, bertqa::DType::kFloat16, 0.125, 1.5, pairs));
             report("large", bertqa::DType::kFloat16, Q, 0.125,
@@ -573,9 +572,9 @@ int main(int argc, char** argv) {
         if (!fp16_only)
             report("large", bertqa::DType::kFloat32, P, 0.125,
                    run_check(P, bertqa::DType::kFloat32, 0.125, 1.5, pairs));
-        // Small-batch shapes through the heuristic (which picks the key split for them).
+        // Small-batch shapes through the heuristic (which picks 1 m-tile for them).
         g_mt = 0;
-        bertqa::attention_detail::set_tile_override(0);
+        bertqa::attention_detail::set_mtile_override(0);
         for (int seq : {128, 384}) {
             Problem R = make_problem(2, 16, 64, seq, false);
             report("auto", bertqa::DType::kFloat16, R, 0.125,
@@ -626,10 +625,10 @@ int main(int argc, char** argv) {
     for (const auto& s : shapes) {
         if (fp16_only && s.dt == bertqa::DType::kFloat32) continue;
         const bool f16 = s.dt == bertqa::DType::kFloat16;
-        for (int mt : {1, 2, 3, 0}) {  // 0: the heuristic's choice
-            if ((!f16 && mt != 0) || (s.D > 64 && mt == 2)) continue;
+        for (int mt : {1, 2, 0}) {  // 0: the heuristic's choice
+            if ((!f16 || s.D > 64) && mt != 0) continue;
             if (mt2_only && (mt != 2 || s.D > 64)) continue;
-            bertqa::attention_detail::set_tile_override(mt);
+            bertqa::attention_detail::set_mtile_override(mt);
             const Timing t = time_shape(s.dt, s.batch, s.heads, s.D, s.seq, flush, flush_bytes, s.lengths);
             double sq = (double)s.batch * s.seq * s.seq, tok = (double)s.batch * s.seq;  // sum len^2, sum len
             if (s.lengths) {
@@ -649,7 +648,7 @@ int main(int argc, char** argv) {
                    100.0 * flops / (best * 1e-6) / 1e12 / mma_tf, floor_us);
         }
     }
-    bertqa::attention_detail::set_tile_override(0);
+    bertqa::attention_detail::set_mtile_override(0);
     CUDA_CHECK(cudaFree(flush));
     return 0;
 }
