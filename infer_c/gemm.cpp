@@ -247,6 +247,73 @@ void GemmPlan::run(const void* w, const void* x, void* y, void* workspace, size_
                                        workspace_bytes, stream));
 }
 
+bool gemm_waits_for_programmatic_edge(const LtHandle& handle, GemmShape shape, const GemmAlgoConfig& cfg,
+                                      const void* w, const void* bias, size_t workspace_bytes) {
+#if CUDART_VERSION >= 12030
+    shape.m = std::min(shape.m, 1024);
+    GemmPlan plan(handle, shape);
+    if (!plan.set_algo(cfg, workspace_bytes)) return false;
+    if (shape.epilogue != GemmEpilogue::kNone) plan.set_bias(bias);
+    const bool half = shape.dtype == GemmDType::kFloat16;
+    const size_t e = elem_size(shape.dtype), x_count = size_t(shape.m) * shape.k, y_bytes = size_t(shape.m) * shape.n * e;
+    DeviceBuffer x(x_count * e, "the programmatic-launch check's inputs"), y(y_bytes, "its outputs"),
+        y_ref(y_bytes, "its reference outputs"), ws(workspace_bytes, "its GEMM workspace"),
+        changed(sizeof(unsigned), "its flag");
+    Stream stream;
+    // Reference: X written (seed 2), then the product, in stream order.
+    fill_random(x.get(), x_count, half, 2, 1.0f, stream.get());
+    plan.run(w, x.get(), y_ref.get(), ws.get(), workspace_bytes, stream.get());
+    // Under test: X holds other data (seed 1) until the delayed writer overwrites it with seed 2.
+    fill_random(x.get(), x_count, half, 1, 1.0f, stream.get());
+    BERTQA_CUDA_CHECK(cudaMemsetAsync(y.get(), 0xFF, y_bytes, stream.get()));
+    BERTQA_CUDA_CHECK(cudaMemsetAsync(changed.get(), 0, sizeof(unsigned), stream.get()));
+    stream.synchronize();
+    cudaGraph_t raw = nullptr;
+    BERTQA_CUDA_CHECK(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal));
+    bool ok = true;
+    try {
+        delayed_fill_random(x.get(), x_count, half, 2, 1.0f, 50000, y.get(), y_bytes, changed.as<unsigned>(),
+                            stream.get());
+        ok = set_programmatic_capture_edge(stream.get());
+        plan.run(w, x.get(), y.get(), ws.get(), workspace_bytes, stream.get());
+    } catch (const std::exception&) {
+        ok = false;
+    }
+    const cudaError_t end = cudaStreamEndCapture(stream.get(), &raw);
+    Graph graph(raw);
+    if (!ok || end != cudaSuccess || raw == nullptr) {
+        cudaGetLastError();
+        return false;
+    }
+    cudaGraphExec_t exec = nullptr;
+    if (cudaGraphInstantiate(&exec, graph.get(), 0) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    const cudaError_t run = cudaGraphLaunch(exec, stream.get());
+    const cudaError_t done = cudaStreamSynchronize(stream.get());
+    cudaGraphExecDestroy(exec);
+    if (run != cudaSuccess || done != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    unsigned touched = 1;
+    std::vector<uint8_t> a(y_bytes), b(y_bytes);
+    BERTQA_CUDA_CHECK(cudaMemcpy(&touched, changed.get(), sizeof(unsigned), cudaMemcpyDeviceToHost));
+    BERTQA_CUDA_CHECK(cudaMemcpy(a.data(), y.get(), y_bytes, cudaMemcpyDeviceToHost));
+    BERTQA_CUDA_CHECK(cudaMemcpy(b.data(), y_ref.get(), y_bytes, cudaMemcpyDeviceToHost));
+    return touched == 0 && a == b;
+#else
+    (void)handle;
+    (void)shape;
+    (void)cfg;
+    (void)w;
+    (void)bias;
+    (void)workspace_bytes;
+    return false;
+#endif
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tuning
 // ---------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "bert_plugins.h"
+#include "grid_dependency.cuh"
 
 namespace bertqa {
 namespace detail {
