@@ -1,7 +1,6 @@
 #include "bert_runtime.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <cstdio>
 #include <set>
@@ -33,7 +32,6 @@ struct BertRuntime::Step {
 struct BertRuntime::ShapeState {
     size_t profile = 0;
     std::vector<GemmPlan> gemms;  // one per linear step
-    std::vector<bool> pdl;        // per linear step: a programmatic edge into it from a plugin kernel
     bool ran_eager = false;
     GraphExec graph;
 };
@@ -92,7 +90,6 @@ BertRuntime::BertRuntime(const std::string& engine_path, bool enable_graph)
     build_steps(engine);
 
     stream_ = std::make_unique<Stream>();
-    if (const char* v = std::getenv("BERTQA_PDL_MAX_TOKENS")) pdl_max_tokens_ = std::atoi(v);
     lt_ = std::make_unique<LtHandle>();
 
     // Weights: the data section as one allocation (tensors keep their 256-byte aligned offsets).
@@ -420,25 +417,6 @@ std::unique_ptr<BertRuntime::ShapeState> BertRuntime::make_state(int m, size_t p
             plan.set_heuristic_algo(workspace_bytes_);
         }
         if (s.epilogue != GemmEpilogue::kNone) plan.set_bias(weight_ptr_.at(s.weights[1]));
-        // A programmatic edge from the plugin kernel before it (BENCHMARKS.md: BERT-large S=384 B=1
-        // -5%, BERT-base S=128 B=1 -7%), where this cuBLASLt's kernels for the algorithm are seen
-        // to wait for it.
-        bool pdl = false;
-        if (enable_graph_ && device_.sm >= 90 && m <= pdl_max_tokens_) {
-            const GemmAlgoConfig cfg = algo_config_of(plan.algo());
-            GemmShape checked = shape;
-            checked.m = std::min(m, 1024);
-            std::string key = checked.str();
-            for (int64_t v : cfg.to_ints()) key += " " + std::to_string(v);
-            auto it = pdl_checked_.find(key);
-            if (it == pdl_checked_.end()) {
-                const void* bias = s.epilogue != GemmEpilogue::kNone ? weight_ptr_.at(s.weights[1]) : nullptr;
-                it = pdl_checked_.emplace(key, gemm_waits_for_programmatic_edge(*lt_, shape, cfg, weight_ptr_.at(s.weights[0]),
-                                                                                bias, workspace_bytes_)).first;
-            }
-            pdl = it->second;
-        }
-        st->pdl.push_back(pdl);
         st->gemms.push_back(std::move(plan));
     }
     return st;
@@ -454,13 +432,6 @@ void BertRuntime::enqueue_ops(ShapeState& st, const Exec& x) {
     const int32_t* seqlens = ids + 2 * size_t(T);  // padded: [batch] lengths; packed: cu_seqlens [batch + 1]
     auto act = [&](const std::string& name) { return buffers_[size_t(act_buffer_.at(name))].get(); };
     auto w = [&](const Step& s, size_t i) { return weight_ptr_.at(s.weights[i]); };
-
-    // Programmatic edges into the GEMMs whose kernels wait for them (ShapeState::pdl): in a CUDA
-    // graph the GEMM after a plugin kernel may be scheduled, and run its prologue, while the plugin
-    // kernel finishes (plugins/grid_dependency.cuh).
-    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-    BERTQA_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
-    bool prev_plugin = false;  // the last node captured on stream is a plugin kernel
 
     for (size_t i = 0; i < steps_.size(); ++i) {
         const Step& s = steps_[i];
@@ -484,13 +455,10 @@ void BertRuntime::enqueue_ops(ShapeState& st, const Exec& x) {
                 p.hidden = s.width;
                 p.eps = s.eps;
                 embed_layernorm(p, stream);
-                prev_plugin = true;
                 break;
             }
             case Step::Kind::kLinear: {
                 void* y = act(s.out);
-                if (capture == cudaStreamCaptureStatusActive && prev_plugin && st.pdl[size_t(s.linear_index)])
-                    set_programmatic_capture_edge(stream);
                 st.gemms[size_t(s.linear_index)].run(w(s, 0), act(s.in0), y, workspace_.get(), workspace_bytes_, stream);
                 if (s.plugin_gelu) {
                     BiasGeluParams p{};
@@ -503,7 +471,6 @@ void BertRuntime::enqueue_ops(ShapeState& st, const Exec& x) {
                     bias_gelu(p, stream);
                 }
                 if (s.to_output) extract_logits(y, s.n, half_, dev_logits_.as<float>(), T, stream);
-                prev_plugin = s.plugin_gelu;
                 break;
             }
             case Step::Kind::kAttention: {
@@ -519,7 +486,6 @@ void BertRuntime::enqueue_ops(ShapeState& st, const Exec& x) {
                 p.cu_seqlens = x.packed ? seqlens : nullptr;
                 p.scale = s.scale;
                 attention(p, stream);
-                prev_plugin = true;
                 break;
             }
             case Step::Kind::kSkipLayerNorm: {
@@ -535,7 +501,6 @@ void BertRuntime::enqueue_ops(ShapeState& st, const Exec& x) {
                 p.hidden = s.width;
                 p.eps = s.eps;
                 skip_layernorm(p, stream);
-                prev_plugin = true;
                 break;
             }
         }
@@ -795,7 +760,6 @@ RuntimeStats BertRuntime::stats() const {
     for (const auto& kv : shapes_) s.graphs += kv.second->graph ? 1 : 0;
     for (const auto& kv : packed_shapes_) s.graphs += kv.second->graph ? 1 : 0;
     s.gemm_fallbacks = gemm_fallbacks_;
-    for (const auto& kv : pdl_checked_) s.programmatic_gemms += kv.second ? 1 : 0;
     return s;
 }
 

@@ -43,7 +43,6 @@ struct RuntimeStats {
     int activation_buffers = 0;
     int graphs = 0;
     int gemm_fallbacks = 0;  // stored algorithms cuBLASLt rejected here (heuristic used instead)
-    int programmatic_gemms = 0;  // GEMM (shape, algorithm) pairs run after a programmatic edge
     size_t total() const { return weight_bytes + activation_bytes + io_bytes + workspace_bytes; }
 };
 
@@ -152,9 +151,6 @@ private:
     std::string built_cublaslt_;
 
     std::unique_ptr<Stream> stream_;
-    // Programmatic graph edges into GEMMs of at most this many rows (BERTQA_PDL_MAX_TOKENS; 0: none).
-    int pdl_max_tokens_ = 1 << 30;
-    std::map<std::string, bool> pdl_checked_;  // shape + algorithm -> gemm_waits_for_programmatic_edge
     std::unique_ptr<LtHandle> lt_;
     DeviceBuffer weights_;
     std::map<std::string, const void*> weight_ptr_;

@@ -130,7 +130,6 @@ PYBIND11_MODULE(_bertqa_cuda, m) {
             d["total_bytes"] = s.total();
             d["graphs"] = s.graphs;
             d["gemm_fallbacks"] = s.gemm_fallbacks;
-            d["programmatic_gemms"] = s.programmatic_gemms;
             return d;
         });
 

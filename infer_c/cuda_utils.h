@@ -201,42 +201,6 @@ private:
     cudaGraphExec_t e_ = nullptr;
 };
 
-// During stream capture, makes the next node captured on stream depend on the last one through a
-// programmatic edge (sm_90+, CUDA 12.3+): the next kernel may be scheduled once every CTA of the
-// last kernel has executed griddepcontrol.launch_dependents, and must itself execute
-// griddepcontrol.wait before it reads what the last kernel wrote. False (nothing changed) when the
-// stream is not capturing or its last node is not a single kernel node.
-inline bool set_programmatic_capture_edge(cudaStream_t stream) {
-#if CUDART_VERSION >= 12030
-    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
-    const cudaGraphNode_t* deps = nullptr;
-    const cudaGraphEdgeData* data = nullptr;
-    size_t n = 0;
-#if CUDART_VERSION >= 13000
-    BERTQA_CUDA_CHECK(cudaStreamGetCaptureInfo(stream, &status, nullptr, nullptr, &deps, &data, &n));
-#else
-    BERTQA_CUDA_CHECK(cudaStreamGetCaptureInfo_v3(stream, &status, nullptr, nullptr, &deps, &data, &n));
-#endif
-    if (status != cudaStreamCaptureStatusActive || n != 1) return false;
-    cudaGraphNodeType type;
-    BERTQA_CUDA_CHECK(cudaGraphNodeGetType(deps[0], &type));
-    if (type != cudaGraphNodeTypeKernel) return false;
-    cudaGraphNode_t dep = deps[0];
-    cudaGraphEdgeData edge{};
-    edge.from_port = cudaGraphKernelNodePortProgrammatic;
-    edge.type = cudaGraphDependencyTypeProgrammatic;
-#if CUDART_VERSION >= 13000
-    BERTQA_CUDA_CHECK(cudaStreamUpdateCaptureDependencies(stream, &dep, &edge, 1, cudaStreamSetCaptureDependencies));
-#else
-    BERTQA_CUDA_CHECK(cudaStreamUpdateCaptureDependencies_v2(stream, &dep, &edge, 1, cudaStreamSetCaptureDependencies));
-#endif
-    return true;
-#else
-    (void)stream;
-    return false;
-#endif
-}
-
 // The current device, or a DeviceError when no GPU can be used.
 struct DeviceInfo {
     int device = 0;

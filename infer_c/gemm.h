@@ -114,18 +114,6 @@ private:
 
 GemmAlgoConfig algo_config_of(const cublasLtMatmulAlgo_t& algo);
 
-// Whether the product's kernels honour a programmatic graph edge from the kernel before them: they
-// neither read their inputs nor write anything before that kernel has completed (cuBLASLt's Hopper
-// kernels wait in griddepcontrol.wait; older ones, or helper kernels such as an output clear for
-// split-K, need not, and the library does not say which it launches). Measured on at most 1024
-// rows with algorithm cfg: X is written by a kernel that lets its dependents launch at once,
-// then waits, checks that Y is still untouched and writes X; the product follows it through a
-// programmatic edge in a CUDA graph; Y must equal, bit for bit, the same product run after X was
-// written, and Y must have stayed untouched until then. w, bias: the product's weights (read only);
-// the other buffers are allocated here. False on any failure (e.g. a CUDA runtime without edge data).
-bool gemm_waits_for_programmatic_edge(const LtHandle& handle, GemmShape shape, const GemmAlgoConfig& cfg,
-                                      const void* w, const void* bias, size_t workspace_bytes);
-
 struct GemmTuneResult {
     GemmAlgoConfig algo;
     double time_us = 0;            // the chosen algorithm's time per product

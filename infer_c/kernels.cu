@@ -27,28 +27,6 @@ __global__ void fill_random_kernel(T* p, size_t count, uint64_t seed, float scal
 }
 
 template <typename T>
-__global__ void delayed_fill_random_kernel(T* p, size_t count, uint64_t seed, float scale, unsigned delay_ns,
-                                           const uint8_t* watch, size_t watch_bytes, unsigned* changed) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-#endif
-    uint64_t start, now;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
-    do {
-        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
-    } while (now - start < delay_ns);
-    bool seen = false;
-    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < watch_bytes; i += size_t(gridDim.x) * blockDim.x)
-        seen |= watch[i] != 0xFF;
-    if (seen) atomicOr(changed, 1u);
-    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < count; i += size_t(gridDim.x) * blockDim.x) {
-        const uint64_t h = mix64(seed * 0x9E3779B97F4A7C15ULL + i);
-        const float u = float(h >> 40) * (1.0f / 16777216.0f);
-        p[i] = T((2.0f * u - 1.0f) * scale);
-    }
-}
-
-template <typename T>
 __global__ void extract_logits_kernel(const T* __restrict__ y, int ld, float* __restrict__ out, int tokens) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;  // one (token, column) pair
     if (i < 2 * tokens) out[i] = float(y[size_t(i >> 1) * ld + (i & 1)]);
@@ -71,19 +49,6 @@ void fill_random(void* p, size_t count, bool half, uint64_t seed, float scale, c
     else
         fill_random_kernel<float><<<blocks, threads, 0, stream>>>(static_cast<float*>(p), count, seed, scale);
     check_launch("fill_random");
-}
-
-void delayed_fill_random(void* p, size_t count, bool half, uint64_t seed, float scale, unsigned delay_ns,
-                         const void* watch, size_t watch_bytes, unsigned* changed, cudaStream_t stream) {
-    // One CTA: the kernel after it must find free SMs, or it would only start once this one exits.
-    const int threads = 256, blocks = 1;
-    if (half)
-        delayed_fill_random_kernel<__half><<<blocks, threads, 0, stream>>>(static_cast<__half*>(p), count, seed, scale, delay_ns,
-                                                                      static_cast<const uint8_t*>(watch), watch_bytes, changed);
-    else
-        delayed_fill_random_kernel<float><<<blocks, threads, 0, stream>>>(static_cast<float*>(p), count, seed, scale, delay_ns,
-                                                                     static_cast<const uint8_t*>(watch), watch_bytes, changed);
-    check_launch("delayed_fill_random");
 }
 
 void extract_logits(const void* y, int ld, bool half, float* out, int tokens, cudaStream_t stream) {

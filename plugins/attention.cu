@@ -36,7 +36,6 @@
 
 #include "attention_dispatch.h"
 #include "bert_plugins.h"
-#include "grid_dependency.cuh"
 
 namespace bertqa {
 namespace {
@@ -155,7 +154,6 @@ __global__ void __launch_bounds__(Fp16Cfg<D, MT>::kThreads, Fp16Cfg<D, MT>::kMin
                           const int32_t* __restrict__ seqlens,
                           const int32_t* __restrict__ cu_seqlens, int heads, int seq,
                           float scale_log2) {
-    detail::allow_dependent_launch();
     using Cfg = Fp16Cfg<D, MT>;
     constexpr int BM = Cfg::kBM, BN = Cfg::kBN, S = Cfg::kStride;
     constexpr int CPR = D / 8;     // 16-byte chunks per row
@@ -402,7 +400,6 @@ __global__ void __launch_bounds__(128, 1)
     attention_fp32_kernel(const float* __restrict__ qkv, float* __restrict__ out,
                           const int32_t* __restrict__ seqlens,
                           const int32_t* __restrict__ cu_seqlens, int heads, int seq, float scale) {
-    detail::allow_dependent_launch();
     using Cfg = Fp32Cfg<D>;
     constexpr int BM = Cfg::kBM, BN = Cfg::kBN, R = Cfg::kRows, KS = Cfg::kKStride;
     constexpr int C4 = D / 4;  // float4 per row

@@ -31,7 +31,6 @@ __device__ __forceinline__ float gelu_tanh(float v) {
 template <typename T, int V, int ROWS, bool TANH>
 __global__ void __launch_bounds__(kGeluThreads) bias_gelu_kernel(T* x, const T* __restrict__ bias, int tokens,
                                                                   int width, int nvw) {
-    allow_dependent_launch();
     using IO = Io<T, V>;
     const int c = blockIdx.x * blockDim.x + threadIdx.x;  // vector column
     if (c >= nvw) return;

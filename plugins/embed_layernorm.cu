@@ -40,7 +40,6 @@ struct EmbedArgs {
 
 template <typename T, int V, int VPT, bool MULTI>
 __global__ void __launch_bounds__(MULTI ? (V == 1 ? 1024 : 256) : kWarpPathThreads) embed_layernorm_kernel(const EmbedArgs<T> a) {
-    allow_dependent_launch();
     using IO = Io<T, V>;
     __shared__ float red[96];
     const RowPos rp = row_pos<MULTI>(a.tpr, a.tpr_shift);

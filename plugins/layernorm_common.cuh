@@ -18,7 +18,6 @@
 #include <string>
 
 #include "bert_plugins.h"
-#include "grid_dependency.cuh"
 
 namespace bertqa {
 namespace detail {

@@ -29,7 +29,6 @@ struct SkipArgs {
 
 template <typename T, int V, int VPT, bool MULTI>
 __global__ void __launch_bounds__(MULTI ? (V == 1 ? 1024 : 256) : kWarpPathThreads) skip_layernorm_kernel(const SkipArgs<T> a) {
-    allow_dependent_launch();
     using IO = Io<T, V>;
     __shared__ float red[64];
     const RowPos rp = row_pos<MULTI>(a.tpr, a.tpr_shift);
