@@ -3,8 +3,10 @@
 # random BERT-large S=384 and BERT-base S=128 fp16 engines with profiles B=1, 8, 128 (built once,
 # timing cache in /tmp/perf_ab), then build/perf per setting, in alternating rounds so that clock
 # drift hits every setting alike. Prints perf's table per (model, setting, round).
-#   bash scripts/perf_ab.sh "" "BERTQA_PDL=1" "BERTQA_FUSE_RESIDUAL=1" "BERTQA_PDL=1 BERTQA_FUSE_RESIDUAL=1"
-# (on the GPU machine, after scripts/gpu_session.sh build; "" = the defaults)
+#   bash scripts/perf_ab.sh "" "BERTQA_SOME_SWITCH=1"
+# (on the GPU machine, after scripts/gpu_session.sh build; "" = the defaults). The runtime at
+# main has no A/B switches: they live in the experiment commits that BENCHMARKS.md cites (e.g.
+# BERTQA_PDL=1 and BERTQA_FUSE_RESIDUAL=1 at 8c9a0ec).
 # ROUNDS (default 2) and ITERS (default 100) override the repetition; BATCHES (default "1 8 128")
 # the batch sizes timed (the engines' profiles stay B=1, 8, 128).
 set -uo pipefail
