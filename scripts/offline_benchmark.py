@@ -49,10 +49,15 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def timed_pass(fn, batches) -> tuple[float, list]:
-    t0 = time.perf_counter()
+def timed_pass(fn, batches, clocks=None, label: str = "") -> tuple[float, list]:
+    """Seconds for fn over every batch, and the outputs; with a ClockMonitor, the GPU's clocks over
+    the pass are kept in clocks.passes[label]."""
+    w0, t0 = time.time(), time.perf_counter()
     outs = [fn(b) for b in batches]
-    return time.perf_counter() - t0, outs
+    dt = time.perf_counter() - t0
+    if clocks is not None and label:
+        clocks.passes[label] = (w0, w0 + dt)
+    return dt, outs
 
 
 def main(argv=None) -> int:
@@ -108,45 +113,51 @@ def main(argv=None) -> int:
               flush=True)
         return runner, time.perf_counter() - t0
 
+    sys.path.insert(0, str(REPO / "scripts"))
+    from gpu_clocks import ClockMonitor, describe
+
     rows, dev = [], None
-    for batch in args.batch_sizes:
-        # Padded: file order, B windows per call.
-        padded, b_pad = build("padded", batch)
-        dev = padded.engine_info["device"]
-        pad_batches = [slice(lo, min(lo + batch, n)) for lo in range(0, n, batch)]
-        run_padded = lambda s: padded.run(ids[s], seg[s], mask[s])  # noqa: E731
-        for s in pad_batches[:1] + pad_batches[-1:]:  # each shape: eager pass, then graph capture
-            run_padded(s), run_padded(s)
-        pad_s, pad_out = timed_pass(run_padded, pad_batches)
-        pad_logits = np.concatenate(pad_out)
-        del pad_out
-        rows.append({"engine": "padded", "batch": batch, "seconds": pad_s, "samples_per_s": n / pad_s,
-                     "calls": len(pad_batches), "build_s": b_pad})
+    with ClockMonitor() as clocks:  # SM clock and power over each timed pass (nvidia-smi)
+        for batch in args.batch_sizes:
+            # Padded: file order, B windows per call.
+            padded, b_pad = build("padded", batch)
+            dev = padded.engine_info["device"]
+            pad_batches = [slice(lo, min(lo + batch, n)) for lo in range(0, n, batch)]
+            run_padded = lambda s: padded.run(ids[s], seg[s], mask[s])  # noqa: E731
+            for s in pad_batches[:1] + pad_batches[-1:]:  # each shape: eager pass, then graph capture
+                run_padded(s), run_padded(s)
+            pad_s, pad_out = timed_pass(run_padded, pad_batches, clocks, f"padded-b{batch}")
+            pad_logits = np.concatenate(pad_out)
+            del pad_out
+            rows.append({"engine": "padded", "batch": batch, "seconds": pad_s, "samples_per_s": n / pad_s,
+                         "calls": len(pad_batches), "build_s": b_pad})
 
-        # Packed: sorted by length, filled to B windows / the token capacity; packed before the timing
-        # (the padded run's inputs are ready-made arrays too), and once more through the padded-array API.
-        packed, b_pk = build("packed", batch)
-        idx_batches = plan_batches(lengths, batch, packed.token_capacity)
-        packs = [pack(ids[i], seg[i], mask[i]) for i in idx_batches]
-        run_packed = lambda pb: packed.run_packed(pb.input_ids, pb.segment_ids, pb.cu_seqlens)  # noqa: E731
-        warm_s = [timed_pass(run_packed, packs)[0] for _ in range(2)]  # eager passes, then graph captures
-        pk_s, pk_out = timed_pass(run_packed, packs)
-        api_s, _ = timed_pass(lambda i: packed.run(ids[i], seg[i], mask[i]), idx_batches)
-        rel = np.empty(n)  # the two engines agree on every window
-        for i, pb, o in zip(idx_batches, packs, pk_out):
-            for j, row in enumerate(i.tolist()):
-                a = o[pb.cu_seqlens[j]:pb.cu_seqlens[j + 1]].astype(np.float64)
-                r = pad_logits[row, :lengths[row]].astype(np.float64)
-                rel[row] = np.linalg.norm(a - r) / max(np.linalg.norm(r), 1e-30)
-        rows.append({"engine": "packed", "batch": batch, "seconds": pk_s, "samples_per_s": n / pk_s,
-                     "calls": len(idx_batches), "build_s": b_pk,
-                     "mean_tokens_per_call": float(lengths.sum() / len(idx_batches)),
-                     "token_capacity": packed.token_capacity, "graphs": packed.stats["graphs"],
-                     "warm_up_passes_s": warm_s, "speedup_vs_padded_same_batch": pad_s / pk_s,
-                     "via_padded_api": {"seconds": api_s, "samples_per_s": n / api_s},
-                     "rel_error_vs_padded": {"max": float(rel.max()), "mean": float(rel.mean())}})
-        del pk_out
+            # Packed: sorted by length, filled to B windows / the token capacity; packed before the timing
+            # (the padded run's inputs are ready-made arrays too), and once more through the padded-array API.
+            packed, b_pk = build("packed", batch)
+            idx_batches = plan_batches(lengths, batch, packed.token_capacity)
+            packs = [pack(ids[i], seg[i], mask[i]) for i in idx_batches]
+            run_packed = lambda pb: packed.run_packed(pb.input_ids, pb.segment_ids, pb.cu_seqlens)  # noqa: E731
+            warm_s = [timed_pass(run_packed, packs)[0] for _ in range(2)]  # eager passes, then graph captures
+            pk_s, pk_out = timed_pass(run_packed, packs, clocks, f"packed-b{batch}")
+            api_s, _ = timed_pass(lambda i: packed.run(ids[i], seg[i], mask[i]), idx_batches)
+            rel = np.empty(n)  # the two engines agree on every window
+            for i, pb, o in zip(idx_batches, packs, pk_out):
+                for j, row in enumerate(i.tolist()):
+                    a = o[pb.cu_seqlens[j]:pb.cu_seqlens[j + 1]].astype(np.float64)
+                    r = pad_logits[row, :lengths[row]].astype(np.float64)
+                    rel[row] = np.linalg.norm(a - r) / max(np.linalg.norm(r), 1e-30)
+            rows.append({"engine": "packed", "batch": batch, "seconds": pk_s, "samples_per_s": n / pk_s,
+                         "calls": len(idx_batches), "build_s": b_pk,
+                         "mean_tokens_per_call": float(lengths.sum() / len(idx_batches)),
+                         "token_capacity": packed.token_capacity, "graphs": packed.stats["graphs"],
+                         "warm_up_passes_s": warm_s, "speedup_vs_padded_same_batch": pad_s / pk_s,
+                         "via_padded_api": {"seconds": api_s, "samples_per_s": n / api_s},
+                         "rel_error_vs_padded": {"max": float(rel.max()), "mean": float(rel.mean())}})
+            del pk_out
 
+    for r in rows:
+        r["gpu_clocks"] = clocks.window(*clocks.passes[f"{r['engine']}-b{r['batch']}"])
     res = {
         "device": dev["name"], "sm": dev["sm"], "cublaslt_version": dev["cublaslt_version"],
         "model": "BERT-large (random weights), fp16", "windows": n, "questions": len(examples),
@@ -166,6 +177,8 @@ def main(argv=None) -> int:
               f"{(str(round(r['speedup_vs_padded_same_batch'], 2)) + 'x') if pk else '':>9} "
               f"{(str(round(r['via_padded_api']['samples_per_s'], 1)) + '/s') if pk else '':>16} "
               f"{('%.2e' % r['rel_error_vs_padded']['max']) if pk else '':>11}")
+    for r in rows:
+        print(f"{r['engine']} -b {r['batch']} timed pass: {describe(r['gpu_clocks'])}")
     print(f"wrote {out_dir / 'offline_benchmark.json'}")
     return 0
 
