@@ -49,11 +49,6 @@ TIMING_CACHE_VERSION = 2  # 2: GEMMs timed with DRAM-resident weights (cold_weig
 # activations (measured: tests/test_cuda_engine_gpu.py::test_gelu_epilogue_accuracy); fp32 engines
 # always run the exact erf form (plugins' bias_gelu) to stay within 1e-3 of the reference.
 FP16_GELU_EPILOGUE = True
-# Products long enough to run at the GPU's power cap in service (>= 50 us: the large batches)
-# re-time the burst's 6 fastest cuBLASLt candidates with this many ms of back-to-back products
-# each: at the H100's 700 W cap (SM clock ~1.4 GHz against 1.98 in a burst) the fastest algorithm
-# is often another one (scripts/gemm_sustained.py: BERT-large B=128 S=384 GEMMs -2.0%).
-SUSTAINED_TUNING_MS = 100.0
 
 
 def _module():
@@ -187,8 +182,7 @@ def build_engine(cfg: BertConfig, weights: Weights, vocab: list[str], do_lower_c
                  verbose: bool = False, *, workspace_mb: int | None = None,
                  gelu_epilogue: bool | None = None, max_candidates: int = 16,
                  tune_iterations: int = 20, extended_search: bool = True, cold_weights: bool = True,
-                 sustained_ms: float = SUSTAINED_TUNING_MS, producer: str = "bertqa cuda_backend",
-                 packed: bool = False) -> Engine:
+                 producer: str = "bertqa cuda_backend", packed: bool = False) -> Engine:
     """An Engine for the cuda backend, tuned on this GPU (save it with helpers.engine_file.save_engine).
 
     weights are the canonical float32 weights of helpers/weights.py. gelu_epilogue chooses how an
@@ -196,7 +190,6 @@ def build_engine(cfg: BertConfig, weights: Weights, vocab: list[str], do_lower_c
     extended_search also times variants of cuBLASLt's candidates (CTA swizzling, split-K for small
     outputs); max_candidates bounds the heuristic's list. cold_weights times each GEMM with its
     weights coming from DRAM, as in the network (False: L2-resident weights, the old way).
-    sustained_ms re-times the large products' best candidates at the power cap (0: burst timing only).
     packed=True builds a variable sequence length engine: profiles must be one (max batch, max
     seq); GEMMs are tuned at packed_tuning_sizes.
     """
@@ -255,8 +248,7 @@ def build_engine(cfg: BertConfig, weights: Weights, vocab: list[str], do_lower_c
         sizes = packed_tuning_sizes(p.batch, p.seq) if packed else [p.batch * p.seq]
         for (n, k, epi), m in ((lin, m) for lin in linears for m in sizes):
             key = (_cache_key(dev, m, n, k, precision, epi, workspace) + ("" if extended_search else " heuristic")
-                   + ("" if cold_weights else " l2-resident weights")
-                   + (f" sustained={sustained_ms:g}ms" if sustained_ms > 0 else ""))
+                   + ("" if cold_weights else " l2-resident weights"))
             wanted.append((pi, m, n, k, epi, key))
     todo = sorted({w[5]: w for w in wanted if w[5] not in cache}.values(), key=lambda w: w[5])
     if todo:
@@ -266,15 +258,13 @@ def build_engine(cfg: BertConfig, weights: Weights, vocab: list[str], do_lower_c
         with _native_errors() as mod:
             results = mod.tune_gemms([(m, n, k, precision, epi) for _, m, n, k, epi, _ in todo],
                                      workspace, max_candidates, tune_iterations, extended_search,
-                                     cold_weights, sustained_ms)
+                                     cold_weights)
         for (_, m, n, k, epi, key), r in zip(todo, results):
             cache[key] = {"algo": list(r["algo"]), "time_us": r["time_us"],
-                          "heuristic_time_us": r["heuristic_time_us"], "candidates": r["candidates"],
-                          "sustained": bool(r.get("sustained_timings"))}
+                          "heuristic_time_us": r["heuristic_time_us"], "candidates": r["candidates"]}
             if verbose:
                 print(f"  m={m:6d} n={n:5d} k={k:5d} {precision} {epi:9s} {r['time_us']:9.1f} us "
-                      f"{'at the power cap' if r.get('sustained_timings') else 'in a burst'} "
-                      f"(heuristic's first {r['heuristic_time_us']:.1f} us in a burst; {r['candidates']} timed, "
+                      f"(heuristic's first {r['heuristic_time_us']:.1f} us; {r['candidates']} timed, "
                       f"{r.get('heuristic_candidates', '?')} from the heuristic) algo {list(r['algo'])}",
                       file=sys.stderr)
         if cache_path is not None:

@@ -1,7 +1,6 @@
 #include "gemm.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
@@ -301,12 +300,9 @@ double time_candidate(GemmPlan& plan, const cublasLtMatmulAlgo_t& algo, const vo
 }  // namespace
 
 std::vector<GemmTuneResult> tune_gemms(const std::vector<GemmShape>& shapes, size_t workspace_bytes,
-                                       int max_candidates, int iterations, bool extended_search, bool cold_weights,
-                                       double sustained_ms) {
+                                       int max_candidates, int iterations, bool extended_search, bool cold_weights) {
     if (max_candidates < 1) throw std::invalid_argument("max_candidates must be >= 1");
     if (iterations < 1) throw std::invalid_argument("iterations must be >= 1");
-    if (!(sustained_ms >= 0.0) || sustained_ms > 10000.0)
-        throw std::invalid_argument("sustained_ms must be in [0, 10000]");
     current_device_info();  // DeviceError when there is no GPU
     int device = 0, l2_bytes = 0;
     BERTQA_CUDA_CHECK(cudaGetDevice(&device));
@@ -382,15 +378,12 @@ std::vector<GemmTuneResult> tune_gemms(const std::vector<GemmShape>& shapes, siz
             throw std::runtime_error("none of cuBLASLt's algorithms can be stored for the product " + s.str());
         GemmTuneResult r;
         double best = std::numeric_limits<double>::infinity();
-        auto time_config = [&](const GemmAlgoConfig& c, int n_products) {
-            GemmPlan cand(handle, s);
-            cand.set_algo(c, workspace_bytes);
-            if (s.epilogue != GemmEpilogue::kNone) cand.set_bias(bias.get());
-            return time_candidate(cand, cand.algo(), w.get(), w_stride, w_copies, x.get(), y.get(), ws.get(),
-                                  workspace_bytes, std::max(n_products, w_copies), stream);
-        };
         for (size_t i = 0; i < configs.size(); ++i) {
-            const double t = time_config(configs[i], iterations);
+            GemmPlan cand(handle, s);
+            cand.set_algo(configs[i], workspace_bytes);
+            if (s.epilogue != GemmEpilogue::kNone) cand.set_bias(bias.get());
+            const double t = time_candidate(cand, cand.algo(), w.get(), w_stride, w_copies, x.get(), y.get(), ws.get(),
+                                            workspace_bytes, std::max(iterations, w_copies), stream);
             if (t < 0) continue;
             ++r.candidates;
             r.timings.emplace_back(configs[i], t);
@@ -402,24 +395,6 @@ std::vector<GemmTuneResult> tune_gemms(const std::vector<GemmShape>& shapes, siz
         }
         if (!r.algo.valid())
             throw std::runtime_error("none of cuBLASLt's algorithms ran for the product " + s.str());
-        if (sustained_ms > 0.0 && best >= kSustainedMinUs) {
-            auto ranked = r.timings;
-            std::stable_sort(ranked.begin(), ranked.end(),
-                             [](const auto& a, const auto& b) { return a.second < b.second; });
-            ranked.resize(std::min<size_t>(ranked.size(), kSustainedTop));
-            double best_sustained = std::numeric_limits<double>::infinity();
-            for (const auto& [c, t_burst] : ranked) {
-                const int n = int(std::ceil(sustained_ms * 1000.0 / t_burst));
-                const double t = time_config(c, std::max(n, iterations));
-                if (t < 0) continue;
-                r.sustained_timings.emplace_back(c, t);
-                if (t < best_sustained) {
-                    best_sustained = t;
-                    r.algo = c;
-                }
-            }
-            if (!r.sustained_timings.empty()) best = best_sustained;
-        }
         r.time_us = best;
         r.heuristic_candidates = int(heuristic_count);
         out.push_back(r);

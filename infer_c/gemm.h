@@ -123,22 +123,14 @@ struct GemmTuneResult {
     int heuristic_candidates = 0;  // of which the heuristic's own
     size_t workspace_bytes = 0;    // unused (kept for the Python side)
     std::vector<std::pair<GemmAlgoConfig, double>> timings;  // every candidate that ran, time per product
-    std::vector<std::pair<GemmAlgoConfig, double>> sustained_timings;  // re-timed ones (sustained_ms)
 };
 
 // Times the heuristic candidates of every shape on the current GPU (with extended_search, also
 // their variants in CTA swizzling and split-K) and returns the fastest of each. cold_weights: where
 // the weights outweigh the activations, the timed products cycle through copies of the weights that
 // overflow the L2 cache, as in the network (false: one copy, L2-resident after the first product).
-// sustained_ms > 0: products of at least kSustainedMinUs (the large batches, which run at the GPU's
-// power cap in service) re-time the kSustainedTop fastest candidates of the burst with
-// back-to-back products for sustained_ms each (after as long a warm-up) and keep the fastest
-// there: the burst of `iterations` products mostly runs before the cap lowers the clock, and the
-// ranking changes under it (scripts/gemm_sustained.py).
-constexpr double kSustainedMinUs = 50.0;
-constexpr int kSustainedTop = 6;
 std::vector<GemmTuneResult> tune_gemms(const std::vector<GemmShape>& shapes, size_t workspace_bytes,
                                        int max_candidates, int iterations, bool extended_search = true,
-                                       bool cold_weights = true, double sustained_ms = 0.0);
+                                       bool cold_weights = true);
 
 }  // namespace bertqa

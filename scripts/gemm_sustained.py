@@ -7,7 +7,10 @@ products, a burst that mostly runs before the cap bites. An algorithm that spend
 per product (bigger tiles, fewer bytes moved) can then be faster in service though slower in
 the burst. This times every candidate of the BERT linears at large batches both ways, the
 sustained way with ~0.25 s of back-to-back products per timing (after as long a warm-up), and
-reports whether the choice changes and what it is worth.
+reports whether the choice changes and what it is worth. (Measured 2026-11-23: 3 of the 4
+BERT-large B=128 GEMMs have another fastest candidate at the cap, -2.0% of GEMM time in this
+loop; but a builder that chose that way, commit bb86dd5, made the whole network 2% slower at
+B=128, so the builder keeps the burst timing: BENCHMARKS.md.)
 
     python3 scripts/gemm_sustained.py [--models large base] [--seconds 0.25] [--out FILE.json]
 

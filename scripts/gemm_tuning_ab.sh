@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A/B of the GEMM tuner's settings (keyword arguments of helpers.cuda_backend.build_engine), each
 # variant given as comma-separated Python keywords:
-#   bash scripts/gemm_tuning_ab.sh "sustained_ms=0" "sustained_ms=100"      (the default pair)
-#   bash scripts/gemm_tuning_ab.sh "cold_weights=False" "cold_weights=True"
+#   bash scripts/gemm_tuning_ab.sh "cold_weights=False" "cold_weights=True"   (the default pair)
+# (at bb86dd5, before its revert: "sustained_ms=0" "sustained_ms=100", BENCHMARKS.md)
 # Random BERT-large S=384 and BERT-base S=128 fp16 engines with profiles B=1, 8, 128, one per
 # variant (no timing cache: every variant tunes afresh), then build/perf on each in alternating
 # rounds, so that clock drift and the GPU's temperature hit every variant alike. Prints the
@@ -12,7 +12,7 @@
 #   (on the GPU machine, after scripts/gpu_session.sh build)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 1 ] || set -- "sustained_ms=0" "sustained_ms=100"
+[ $# -ge 1 ] || set -- "cold_weights=False" "cold_weights=True"
 w=/tmp/gemm_tuning_ab; mkdir -p $w
 rounds=${ROUNDS:-2}; iters=${ITERS:-200}; models=${MODELS:-bert-large bert-base}
 bflags=$(for b in ${BATCHES:-1 8 128}; do printf -- "-b %s " "$b"; done)

@@ -255,16 +255,14 @@ class _FakeNative:
     def __init__(self):
         self.tuned = []
         self.cold = []
-        self.sustained = []
 
     def device_info(self):
         return {"name": "Fake GPU", "sm": 90, "cublaslt_version": 131000, "cuda_runtime_version": 13000}
 
     def tune_gemms(self, shapes, workspace, max_candidates, iterations, extended_search=True,
-                   cold_weights=True, sustained_ms=0.0):
+                   cold_weights=True):
         self.tuned.append(list(shapes))
         self.cold.append(cold_weights)
-        self.sustained.append(sustained_ms)
         return [{"algo": [i, 1, 2, 1, 0, 0, 0, 0, 0], "time_us": 1.0 + i, "heuristic_time_us": 2.0 + i,
                  "candidates": 3} for i, _ in enumerate(shapes)]
 
@@ -303,14 +301,6 @@ def test_build_engine_layout(monkeypatch, tmp_path):
     cuda_backend.build_engine(cfg, w, vocab, True, [Profile(4, 32), (1, 64)], "fp16", timing_cache=tcf,
                               cold_weights=False)
     assert fake.cold == [True, False]
-    # the large products are re-timed at the power cap by default; burst-only timings are kept apart
-    assert fake.sustained == [cuda_backend.SUSTAINED_TUNING_MS] * 2 and cuda_backend.SUSTAINED_TUNING_MS > 0
-    cuda_backend.build_engine(cfg, w, vocab, True, [Profile(4, 32), (1, 64)], "fp16", timing_cache=tcf,
-                              sustained_ms=0)
-    assert fake.sustained[-1] == 0 and len(fake.tuned) == 3
-    cuda_backend.build_engine(cfg, w, vocab, True, [Profile(4, 32), (1, 64)], "fp16", timing_cache=tcf,
-                              sustained_ms=0)
-    assert len(fake.tuned) == 3  # from the cache
     # fp32: exact GELU through the plugin, GEMM without epilogue
     eng3 = cuda_backend.build_engine(cfg, w, vocab, True, [(1, 64)], "fp32")
     assert eng3.backend_info["gelu"] == "plugin"

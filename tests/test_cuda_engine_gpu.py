@@ -360,3 +360,14 @@ def test_stale_gemm_algorithms_fall_back(cuda, tmp_path_factory, tmp_path):
     np.testing.assert_allclose(fallback.run(ids, seg, mask), good.run(ids, seg, mask), atol=2e-2)
     assert fallback.stats["gemm_fallbacks"] > 0
     assert good.stats["gemm_fallbacks"] == 0
+
+
+def test_tuner_reports_every_candidate(cuda):
+    """tune_gemms keeps the fastest of the candidates it timed, and reports them all
+    (scripts/gemm_sustained.py re-ranks them)."""
+    mod = cuda._module()
+    r = mod.tune_gemms([(384, 1024, 1024, "fp16", "bias")], 32 << 20, 4, 10, True, True)[0]
+    assert len(r["timings"]) == r["candidates"] >= 1
+    times = [t for _, t in r["timings"]]
+    assert all(t > 0 for t in times) and r["time_us"] == min(times)
+    assert list(r["algo"]) == list(r["timings"][times.index(min(times))][0])
