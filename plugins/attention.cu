@@ -14,8 +14,8 @@
 // FP16: FlashAttention-2 forward. One CTA = 4 warps on the query rows of one (sequence, head);
 // each warp owns 1 or 2 m16 tiles (16 or 32 rows: 64- or 128-row CTAs, picked per launch from
 // the grid size). Q is staged once through shared memory into registers (ldmatrix); K/V blocks
-// of 64 keys stream through shared memory with cp.async (2 stages for 64-row CTAs, 3 for
-// 128-row ones; zero-filled past the valid length); S = Q K^T and O += P V run on mma.sync
+// of 64 keys stream through shared memory with cp.async (3 stages, 2 at head size 128;
+// zero-filled past the valid length); S = Q K^T and O += P V run on mma.sync
 // m16n8k16 (fp16 in, fp32 accumulate), K fragments by ldmatrix, V fragments by ldmatrix.trans,
 // each fragment feeding all of the warp's m-tiles; the softmax is online in fp32 registers
 // (running max / sum per row, exp2 with scale*log2(e) folded into one FFMA); key blocks past the
@@ -130,13 +130,23 @@ __device__ __forceinline__ SeqInfo seq_info(const int32_t* seqlens, const int32_
 #ifndef BERTQA_ATTN_MT2_MINB
 #define BERTQA_ATTN_MT2_MINB 2    // __launch_bounds__ min CTAs per SM (register cap)
 #endif
+// Knobs of the 1-m-tile shape at head sizes <= 64 (the small grids: BERT-large S = 384 below
+// batch 6, BERT-base S = 128 below batch 22). 3 stages: 64.5 KB per CTA, still 3 CTAs per SM;
+// head size 128 keeps 2 (3 would leave one 122 KB CTA per SM: 26% slower, ATTENTION_NOTES.md).
+#ifndef BERTQA_ATTN_MT1_STAGES
+#define BERTQA_ATTN_MT1_STAGES 3
+#endif
+#ifndef BERTQA_ATTN_MT1_BN
+#define BERTQA_ATTN_MT1_BN 64
+#endif
 
 template <int D, int MT>
 struct Fp16Cfg {
     static constexpr int kWarps = 4;
     static constexpr int kBM = 16 * MT * kWarps;  // query rows per CTA: 64 or 128
-    static constexpr int kBN = MT == 2 ? BERTQA_ATTN_MT2_BN : 64;          // keys per block
-    static constexpr int kStages = MT == 2 ? BERTQA_ATTN_MT2_STAGES : 2;   // K/V buffers
+    static constexpr int kBN = MT == 2 ? BERTQA_ATTN_MT2_BN : BERTQA_ATTN_MT1_BN;              // keys per block
+    static constexpr int kStages =  // K/V buffers
+        MT == 2 ? BERTQA_ATTN_MT2_STAGES : (D <= 64 ? BERTQA_ATTN_MT1_STAGES : 2);
     static constexpr int kThreads = 32 * kWarps;
     static constexpr int kStride = D + 8;  // smem row stride in halves: +16 B kills ldmatrix conflicts
     static constexpr int kSmemBytes = (kBM + 2 * kStages * kBN) * kStride * 2;  // Q + K, V stages
