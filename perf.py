@@ -44,6 +44,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import numpy as np
 
+    from helpers.gpu_clocks import ClockMonitor
     from helpers.runtime import open_engine
     from helpers.timing import summarize
 
@@ -57,23 +58,35 @@ def main(argv=None) -> int:
     engine = runner.engine
     rng = np.random.default_rng(args.random_seed)
     rows = []
-    for batch in args.batch_size or [1]:
-        engine.profile_for(batch, args.sequence_length)  # a clear error before any run
-        inputs = random_batch(rng, batch, args.sequence_length, engine.config.vocab_size)
-        for _ in range(args.warm_up_runs):
-            runner.run(*inputs)
-        latencies = []
-        for _ in range(args.iterations):
-            t0 = time.perf_counter()
-            runner.run(*inputs)
-            latencies.append(1e3 * (time.perf_counter() - t0))
-        rows.append({"batch": batch, "seq": args.sequence_length, **summarize(latencies, batch)})
+    # The GPU's SM clock over each timed loop (nvidia-smi): large batches run at the power cap.
+    with ClockMonitor(enabled=engine.backend == "cuda") as clocks:
+        for batch in args.batch_size or [1]:
+            engine.profile_for(batch, args.sequence_length)  # a clear error before any run
+            inputs = random_batch(rng, batch, args.sequence_length, engine.config.vocab_size)
+            for _ in range(args.warm_up_runs):
+                runner.run(*inputs)
+            latencies = []
+            with clocks.timed(str(batch)):
+                for _ in range(args.iterations):
+                    t0 = time.perf_counter()
+                    runner.run(*inputs)
+                    latencies.append(1e3 * (time.perf_counter() - t0))
+            rows.append({"batch": batch, "seq": args.sequence_length, **summarize(latencies, batch)})
+    for r in rows:
+        r["gpu_clocks"] = clocks.summary(str(r["batch"]))
+    show_clock = any(r["gpu_clocks"]["samples"] for r in rows)
     print(f"engine {path}: {engine.backend} {engine.precision}, {engine.config.num_layers} layers, "
           f"hidden {engine.config.hidden_size}; {args.iterations} iterations after {args.warm_up_runs} warm-up")
-    print(f"{'batch':>5} {'seq':>4} {'mean ms':>9} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9} {'seq/s':>10}")
+    print(f"{'batch':>5} {'seq':>4} {'mean ms':>9} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9} {'seq/s':>10}"
+          + (f" {'SM MHz':>7}  clock held back by" if show_clock else ""))
     for r in rows:
+        c = r["gpu_clocks"]
+        clock = ""
+        if show_clock:
+            why = ", ".join(k for k, v in c.get("clock_event_reasons", {}).items() if v >= 0.5 and k != "idle")
+            clock = f" {c['sm_clock_mhz_mean']:>7.0f}  {why or '-'}" if c["samples"] else f" {'-':>7}"
         print(f"{r['batch']:>5} {r['seq']:>4} {r['mean_ms']:>9.3f} {r['p50_ms']:>9.3f} {r['p95_ms']:>9.3f} "
-              f"{r['p99_ms']:>9.3f} {r['sequences_per_s']:>10.1f}")
+              f"{r['p99_ms']:>9.3f} {r['sequences_per_s']:>10.1f}{clock}")
     if args.json:
         meta = {"engine": str(path), "backend": engine.backend, "precision": engine.precision,
                 "iterations": args.iterations, "warm_up_runs": args.warm_up_runs}

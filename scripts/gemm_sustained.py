@@ -2,7 +2,7 @@
 """Does the GEMM tuner pick the algorithm that is fastest when the GPU is power-capped?
 
 Sustained large batches run at the H100's 700 W cap, far below the boost clock
-(scripts/gpu_clocks.py), while the builder's tuner times each cuBLASLt candidate for ~20
+(helpers/gpu_clocks.py), while the builder's tuner times each cuBLASLt candidate for ~20
 products, a burst that mostly runs before the cap bites. An algorithm that spends less energy
 per product (bigger tiles, fewer bytes moved) can then be faster in service though slower in
 the burst. This times every candidate of the BERT linears at large batches both ways, the
@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 MODELS = {"large": (1024, 4096, 384, 128, 24), "base": (768, 3072, 128, 128, 12)}  # hidden, inter, S, B, layers
 
@@ -39,7 +38,7 @@ def main(argv=None) -> int:
     p.add_argument("--out")
     args = p.parse_args(argv)
     from helpers import _bertqa_cuda as mod
-    from gpu_clocks import ClockMonitor, describe
+    from helpers.gpu_clocks import ClockMonitor, describe
 
     rows = []
     with ClockMonitor() as clocks:

@@ -113,8 +113,7 @@ def main(argv=None) -> int:
               flush=True)
         return runner, time.perf_counter() - t0
 
-    sys.path.insert(0, str(REPO / "scripts"))
-    from gpu_clocks import ClockMonitor, describe
+    from helpers.gpu_clocks import ClockMonitor, describe
 
     rows, dev = [], None
     with ClockMonitor() as clocks:  # SM clock and power over each timed pass (nvidia-smi)
