@@ -222,5 +222,8 @@ def test_command_lines(tmp_path):
               "-q", "What is the capital of France?", "-q", "When was the tower built?", "--json")
     answers = [json.loads(line)["answer"] for line in out.splitlines()]
     assert "Paris" in answers[0] and "1889" in answers[1], answers
-    out = run("perf.py", "-e", eng, "-b", "1", "-b", "4", "-s", "96", "-i", "5", "-w", "2")
+    out = run("perf.py", "-e", eng, "-b", "1", "-b", "4", "-s", "96", "-i", "5", "-w", "2", "--json",
+              str(tmp_path / "perf.json"))
     assert "seq/s" in out
+    rows = json.loads((tmp_path / "perf.json").read_text())["results"]
+    assert [r["batch"] for r in rows] == [1, 4] and all("samples" in r["gpu_clocks"] for r in rows)
