@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import numpy as np
 
-    from helpers.gpu_clocks import ClockMonitor
+    from helpers.gpu_clocks import ClockMonitor, limiter
     from helpers.runtime import open_engine
     from helpers.timing import summarize
 
@@ -80,11 +80,9 @@ def main(argv=None) -> int:
     print(f"{'batch':>5} {'seq':>4} {'mean ms':>9} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9} {'seq/s':>10}"
           + (f" {'SM MHz':>7}  clock held back by" if show_clock else ""))
     for r in rows:
-        c = r["gpu_clocks"]
-        clock = ""
+        c, clock = r["gpu_clocks"], ""
         if show_clock:
-            why = ", ".join(k for k, v in c.get("clock_event_reasons", {}).items() if v >= 0.5 and k != "idle")
-            clock = f" {c['sm_clock_mhz_mean']:>7.0f}  {why or '-'}" if c["samples"] else f" {'-':>7}"
+            clock = f" {c['sm_clock_mhz_mean']:>7.0f}  {limiter(c)}" if c["samples"] else f" {'-':>7}"
         print(f"{r['batch']:>5} {r['seq']:>4} {r['mean_ms']:>9.3f} {r['p50_ms']:>9.3f} {r['p95_ms']:>9.3f} "
               f"{r['p99_ms']:>9.3f} {r['sequences_per_s']:>10.1f}{clock}")
     if args.json:

@@ -106,6 +106,12 @@ class ClockMonitor:
                 "clock_event_reasons": {k: round(v / len(rows), 3) for k, v in reasons.items()}}
 
 
+def limiter(s: dict) -> str:
+    """What held the clock back in most of the samples ('-' if nothing did), e.g. 'sw_power_cap'."""
+    why = [k for k, v in s.get("clock_event_reasons", {}).items() if v >= 0.5 and k != "idle"]
+    return ", ".join(why) or "-"
+
+
 def describe(s: dict) -> str:
     if not s.get("samples"):
         return "no clock samples (nvidia-smi missing or the window too short)"

@@ -18,6 +18,7 @@ Writes offline_benchmark.json to --out (default $OUT, else /tmp/offline_benchmar
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import lzma
 import os
@@ -50,13 +51,12 @@ def parse_args(argv=None):
 
 
 def timed_pass(fn, batches, clocks=None, label: str = "") -> tuple[float, list]:
-    """Seconds for fn over every batch, and the outputs; with a ClockMonitor, the GPU's clocks over
-    the pass are kept in clocks.passes[label]."""
-    w0, t0 = time.time(), time.perf_counter()
-    outs = [fn(b) for b in batches]
-    dt = time.perf_counter() - t0
-    if clocks is not None and label:
-        clocks.passes[label] = (w0, w0 + dt)
+    """Seconds for fn over every batch, and the outputs; with a ClockMonitor and a label, the
+    pass's window is kept for clocks.summary(label)."""
+    with clocks.timed(label) if clocks is not None and label else contextlib.nullcontext():
+        t0 = time.perf_counter()
+        outs = [fn(b) for b in batches]
+        dt = time.perf_counter() - t0
     return dt, outs
 
 
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
             del pk_out
 
     for r in rows:
-        r["gpu_clocks"] = clocks.window(*clocks.passes[f"{r['engine']}-b{r['batch']}"])
+        r["gpu_clocks"] = clocks.summary(f"{r['engine']}-b{r['batch']}")
     res = {
         "device": dev["name"], "sm": dev["sm"], "cublaslt_version": dev["cublaslt_version"],
         "model": "BERT-large (random weights), fp16", "windows": n, "questions": len(examples),

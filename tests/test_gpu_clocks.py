@@ -52,3 +52,10 @@ def test_without_nvidia_smi(tmp_path, monkeypatch):
     with ClockMonitor(enabled=False) as off:
         pass
     assert off.samples == []
+
+
+def test_limiter():
+    from helpers.gpu_clocks import limiter
+
+    assert limiter({"clock_event_reasons": {"sw_power_cap": 1.0, "idle": 0.9}}) == "sw_power_cap"
+    assert limiter({"clock_event_reasons": {"sw_thermal": 0.2}}) == "-" and limiter({"samples": 0}) == "-"
