@@ -13,6 +13,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 MODELS = {"base": (768, 3072, 128), "large": (1024, 4096, 384)}  # hidden, intermediate, sequence
 
 
+def linears(hidden: int, intermediate: int) -> list[tuple[str, int, int, str]]:
+    """The four GEMMs of a BERT layer as (name, n, k, epilogue), as the builder tunes them."""
+    return [("QKV", 3 * hidden, hidden, "bias"), ("attn-out", hidden, hidden, "bias"),
+            ("FFN-in", intermediate, hidden, "gelu_bias"), ("FFN-out", hidden, intermediate, "bias")]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
@@ -22,8 +28,7 @@ def main(argv=None) -> int:
     for b in args.batches:
         for name, (h, i, s) in MODELS.items():
             m = b * s
-            todo += [(f"{name} B={b} QKV", m, 3 * h, h, "bias"), (f"{name} B={b} attn-out", m, h, h, "bias"),
-                     (f"{name} B={b} FFN-in", m, i, h, "gelu_bias"), (f"{name} B={b} FFN-out", m, h, i, "bias")]
+            todo += [(f"{name} B={b} {label}", m, n, k, epi) for label, n, k, epi in linears(h, i)]
     shapes = [(m, n, k, "fp16", epi) for _, m, n, k, epi in todo]
     cold = mod.tune_gemms(shapes, 32 << 20, 16, 20, True, True)
     hot = mod.tune_gemms(shapes, 32 << 20, 16, 20, True, False)

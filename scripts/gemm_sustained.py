@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gemm_l2_residency import linears  # noqa: E402
 
 MODELS = {"large": (1024, 4096, 384, 128, 24), "base": (768, 3072, 128, 128, 12)}  # hidden, inter, S, B, layers
 
@@ -45,8 +47,7 @@ def main(argv=None) -> int:
         for name in args.models:
             h, inter, s, b, layers = MODELS[name]
             m = b * s
-            for label, n, k, epi in (("QKV", 3 * h, h, "bias"), ("attn-out", h, h, "bias"),
-                                     ("FFN-in", inter, h, "gelu_bias"), ("FFN-out", h, inter, "bias")):
+            for label, n, k, epi in linears(h, inter):
                 shape = [(m, n, k, "fp16", epi)]
                 burst = mod.tune_gemms(shape, 32 << 20, args.max_candidates, 20, True, True)[0]
                 iters = max(20, math.ceil(args.seconds * 1e6 / burst["time_us"]))
