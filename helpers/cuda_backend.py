@@ -12,7 +12,9 @@ backend_info of a cuda engine:
     gelu            "epilogue" (cuBLASLt's tanh GELU fused into the GEMM) | "plugin" (exact erf GELU,
                     plugins' bias_gelu after the GEMM), for hidden_act "gelu"
     output_rows     rows of the padded output linear (the first 2 are the start/end logits)
-    gemm_algos      [{profile, m, n, k, dtype, epilogue, algo: [9 ints], time_us}]
+    gemm_algos      [{profile, m, n, k, dtype, epilogue, algo: [9 ints], time_us, partials}]
+                    partials > 1: the linear runs split-K into fp32 partials that the skip_layernorm
+                    after it sums (time_us then includes that LayerNorm); absent means 1
     token_granularity, tuned_tokens   packed engines: token buckets are multiples of the granularity;
                     GEMMs are tuned at tuned_tokens (m) and a bucket uses the next tuned m up
 
@@ -136,6 +138,32 @@ def packed_tuning_sizes(max_batch: int, max_seq: int) -> list[int]:
     return sorted(sizes)
 
 
+SPLIT_K_PARTIALS = (2, 3, 4, 6, 8)   # split-K counts timed for the linears feeding a skip_layernorm
+SPLIT_K_MAX_OUTPUT = 1 << 21          # ... whose output (m x n) is this small: too few tiles to fill the GPU
+SPLIT_K_MAX_BYTES = 32 << 20          # fp32 partials of one product, at most
+
+
+def split_k_candidates(m: int, n: int, k: int) -> list[int]:
+    """Split-K counts worth timing for a linear of m x n output over k that feeds a skip_layernorm:
+    K slices that are whole 64-wide tiles, partials within SPLIT_K_MAX_BYTES, small outputs only."""
+    if m * n > SPLIT_K_MAX_OUTPUT:
+        return []
+    return [p for p in SPLIT_K_PARTIALS
+            if k % p == 0 and (k // p) % 64 == 0 and p * m * n * 4 <= SPLIT_K_MAX_BYTES]
+
+
+def _layernorm_fed_linears(network) -> set[str]:
+    """Outputs of the linears (activation none) read only by a skip_layernorm, as its x: these may
+    run split-K (the C++ runtime applies the same rule)."""
+    readers: dict[str, list[tuple[str, int]]] = {}
+    for op in network.ops:
+        for i, name in enumerate(op.inputs):
+            readers.setdefault(name, []).append((op.kind, i))
+    return {op.output for op in network.ops
+            if op.kind == "linear" and op.attrs.get("activation") == "none" and op.output != network.output
+            and readers.get(op.output) == [("skip_layernorm", 0)]}
+
+
 def _epilogue(activation: str, gelu_mode: str) -> str:
     if activation == "none":
         return "bias"
@@ -182,7 +210,8 @@ def build_engine(cfg: BertConfig, weights: Weights, vocab: list[str], do_lower_c
                  verbose: bool = False, *, workspace_mb: int | None = None,
                  gelu_epilogue: bool | None = None, max_candidates: int = 16,
                  tune_iterations: int = 20, extended_search: bool = True, cold_weights: bool = True,
-                 producer: str = "bertqa cuda_backend", packed: bool = False) -> Engine:
+                 producer: str = "bertqa cuda_backend", packed: bool = False,
+                 split_k: int | None = None) -> Engine:
     """An Engine for the cuda backend, tuned on this GPU (save it with helpers.engine_file.save_engine).
 
     weights are the canonical float32 weights of helpers/weights.py. gelu_epilogue chooses how an
@@ -191,7 +220,9 @@ def build_engine(cfg: BertConfig, weights: Weights, vocab: list[str], do_lower_c
     outputs); max_candidates bounds the heuristic's list. cold_weights times each GEMM with its
     weights coming from DRAM, as in the network (False: L2-resident weights, the old way).
     packed=True builds a variable sequence length engine: profiles must be one (max batch, max
-    seq); GEMMs are tuned at packed_tuning_sizes.
+    seq); GEMMs are tuned at packed_tuning_sizes. split_k: None times split-K variants
+    (split_k_candidates) of the linears feeding a skip_layernorm, each with that LayerNorm, and keeps
+    the fastest; an integer forces that count wherever K divides into 8-aligned slices (1: never).
     """
     if precision not in ("fp32", "fp16"):
         raise UserError(f"the cuda backend builds fp32 or fp16 engines, not {precision}")
@@ -234,44 +265,63 @@ def build_engine(cfg: BertConfig, weights: Weights, vocab: list[str], do_lower_c
         tensors[name] = a
 
     # GEMM shapes: every linear of every profile (m = batch * seq tokens).
-    linears = []  # (n, k, epilogue) per distinct linear kind
+    fed = _layernorm_fed_linears(network)
+    linears = {}  # (n, k, epilogue) per distinct linear kind -> may it split (all its ops feed a LayerNorm)
     for op in network.ops:
         if op.kind == "linear":
             n, k = tensors[op.weights[0]].shape
             key = (int(n), int(k), _epilogue(op.attrs["activation"], gelu_mode))
-            if key not in linears:
-                linears.append(key)
+            linears[key] = linears.get(key, True) and op.output in fed
+    if split_k is not None and not 1 <= int(split_k) <= 16:
+        raise UserError(f"split_k must be 1..16, got {split_k}")
     cache_path = Path(timing_cache) if timing_cache else None
     cache = _read_timing_cache(cache_path, verbose)
-    wanted = []   # (profile index, m, n, k, epilogue, cache key)
+    wanted = []   # (profile index, m, n, k, epilogue, [(partials, cache key)] to choose from)
     for pi, p in enumerate(profs):
         sizes = packed_tuning_sizes(p.batch, p.seq) if packed else [p.batch * p.seq]
-        for (n, k, epi), m in ((lin, m) for lin in linears for m in sizes):
-            key = (_cache_key(dev, m, n, k, precision, epi, workspace) + ("" if extended_search else " heuristic")
-                   + ("" if cold_weights else " l2-resident weights"))
-            wanted.append((pi, m, n, k, epi, key))
-    todo = sorted({w[5]: w for w in wanted if w[5] not in cache}.values(), key=lambda w: w[5])
+        for ((n, k, epi), splittable), m in ((lin, m) for lin in linears.items() for m in sizes):
+            if not splittable:
+                splits = []
+            elif split_k is None:
+                splits = split_k_candidates(m, n, k)
+            else:
+                forced = int(split_k)
+                splits = [forced] if forced > 1 and k % forced == 0 and (k // forced) % 8 == 0 else []
+            options = [(1, epi)] * (split_k is None or not splits) + [(q, "none") for q in splits]
+            with_ln = bool(splits)  # split and unsplit are timed with the LayerNorm, so they compare whole
+            choices = []
+            for q, e in options:
+                key = (_cache_key(dev, m, n, k, precision, e, workspace) + ("" if extended_search else " heuristic")
+                       + ("" if cold_weights else " l2-resident weights")
+                       + (f" partials={q}" if q > 1 else "") + (" +layernorm" if with_ln else ""))
+                choices.append((q, e, with_ln, key))
+            wanted.append((pi, m, n, k, epi, choices))
+    todo = {c[3]: (m, n, k, c) for _, m, n, k, _, cs in wanted for c in cs if c[3] not in cache}
+    todo = [todo[key] for key in sorted(todo)]
     if todo:
         if verbose:
-            print(f"tuning {len(todo)} GEMM shapes on {dev['name']} ({len(wanted) - len(todo)} from the "
-                  "timing cache)", file=sys.stderr)
+            print(f"tuning {len(todo)} GEMM shapes on {dev['name']} (the rest from the timing cache)",
+                  file=sys.stderr)
         with _native_errors() as mod:
-            results = mod.tune_gemms([(m, n, k, precision, epi) for _, m, n, k, epi, _ in todo],
+            results = mod.tune_gemms([(m, n, k, precision, e, q, ln) for m, n, k, (q, e, ln, _) in todo],
                                      workspace, max_candidates, tune_iterations, extended_search,
                                      cold_weights)
-        for (_, m, n, k, epi, key), r in zip(todo, results):
+        for (m, n, k, (q, e, ln, key)), r in zip(todo, results):
             cache[key] = {"algo": list(r["algo"]), "time_us": r["time_us"],
                           "heuristic_time_us": r["heuristic_time_us"], "candidates": r["candidates"]}
             if verbose:
-                print(f"  m={m:6d} n={n:5d} k={k:5d} {precision} {epi:9s} {r['time_us']:9.1f} us "
+                what = f"{e}" + (f" partials={q}" if q > 1 else "") + (" +layernorm" if ln else "")
+                print(f"  m={m:6d} n={n:5d} k={k:5d} {precision} {what:24s} {r['time_us']:9.1f} us "
                       f"(heuristic's first {r['heuristic_time_us']:.1f} us; {r['candidates']} timed, "
                       f"{r.get('heuristic_candidates', '?')} from the heuristic) algo {list(r['algo'])}",
                       file=sys.stderr)
         if cache_path is not None:
             _write_timing_cache(cache_path, cache)
-    gemm_algos = [{"profile": pi, "m": m, "n": n, "k": k, "dtype": precision, "epilogue": epi,
-                   "algo": cache[key]["algo"], "time_us": cache[key]["time_us"]}
-                  for pi, m, n, k, epi, key in wanted]
+    gemm_algos = []
+    for pi, m, n, k, epi, choices in wanted:
+        q, _, _, key = min(choices, key=lambda c: cache[c[3]]["time_us"])
+        gemm_algos.append({"profile": pi, "m": m, "n": n, "k": k, "dtype": precision, "epilogue": epi,
+                           "algo": cache[key]["algo"], "time_us": cache[key]["time_us"], "partials": q})
 
     backend_info = {
         "sm": int(dev["sm"]), "gpu_name": dev["name"], "cublaslt_version": int(dev["cublaslt_version"]),

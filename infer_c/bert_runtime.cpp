@@ -21,17 +21,20 @@ struct BertRuntime::Step {
     bool plugin_gelu = false;  // GEMM without bias, then plugins' bias_gelu (erf)
     bool to_output = false;    // the network output: extract [T, 2] float32 logits
     int linear_index = -1;
+    bool feeds_layernorm = false;  // its output is read only by the next skip_layernorm (as x): split-K allowed
     // attention
     int heads = 0, head_size = 0;
     float scale = 1.f;
     // layer norms
     int width = 0;
     float eps = 1e-12f;
+    int from_linear = -1;  // skip_layernorm: the step index of the linear computing x, if it may split
 };
 
 struct BertRuntime::ShapeState {
     size_t profile = 0;
     std::vector<GemmPlan> gemms;  // one per linear step
+    std::vector<int> partials;    // per linear step: its split-K count (1: unsplit)
     bool ran_eager = false;
     GraphExec graph;
 };
@@ -100,6 +103,7 @@ BertRuntime::BertRuntime(const std::string& engine_path, bool enable_graph)
     engine.data.shrink_to_fit();
 
     // Stored GEMM algorithms.
+    size_t partials_bytes = 0;
     if (const json::Value* algos = bi.find("gemm_algos")) {
         try {
             for (const auto& a : algos->as_array("gemm_algos")) {
@@ -107,15 +111,43 @@ BertRuntime::BertRuntime(const std::string& engine_path, bool enable_graph)
                 for (const auto& x : a.get_array("algo")) ints.push_back(x.as_int("algo"));
                 const int n = int(a.get_int("n")), k = int(a.get_int("k"));
                 const int epi = int(gemm_epilogue_from_string(a.get_string("epilogue")));
-                if (packed_)
-                    packed_algos_[std::make_tuple(n, k, epi)][int(a.get_int("m"))] = GemmAlgoConfig::from_ints(ints);
-                else
-                    stored_algos_[std::make_tuple(int(a.get_int("profile")), n, k, epi)] = GemmAlgoConfig::from_ints(ints);
+                StoredGemm g{GemmAlgoConfig::from_ints(ints), 1};
+                if (const json::Value* pv = a.find("partials")) g.partials = int(pv->as_int("partials"));
+                if (g.partials < 1 || g.partials > 16 || k % g.partials != 0 || (k / g.partials) % 8 != 0)
+                    throw std::invalid_argument("partials " + std::to_string(g.partials) + " for k=" + std::to_string(k));
+                if (g.partials > 1) {
+                    // Only linears whose output goes straight into a skip_layernorm can split.
+                    bool ok = epi == int(GemmEpilogue::kBias);
+                    for (const Step& st : steps_)
+                        if (st.kind == Step::Kind::kLinear && st.n == n && st.k == k && int(st.epilogue) == epi)
+                            ok = ok && st.feeds_layernorm;
+                    if (!ok) throw std::invalid_argument("split-K stored for a linear that does not feed a skip_layernorm");
+                }
+                const int m = int(a.get_int("m"));
+                if (packed_) {
+                    packed_algos_[std::make_tuple(n, k, epi)][m] = g;  // partials sized below
+                } else {
+                    const int64_t pi = a.get_int("profile");
+                    if (pi < 0 || pi >= int64_t(profiles_.size())) throw std::invalid_argument("profile index out of range");
+                    stored_algos_[std::make_tuple(int(pi), n, k, epi)] = g;
+                    const size_t rows = size_t(profiles_[size_t(pi)].batch) * size_t(profiles_[size_t(pi)].seq);
+                    if (g.partials > 1) partials_bytes = std::max(partials_bytes, size_t(g.partials) * rows * size_t(n) * 4);
+                }
             }
         } catch (const std::exception& ex) {
             throw EngineFileError(engine_problem(path_, std::string("its GEMM algorithms are malformed (") + ex.what() + ")"));
         }
     }
+    // Packed: a bucket uses the smallest tuned m at or above it, the largest tuned m beyond that.
+    for (const auto& [key, by_m] : packed_algos_) {
+        for (auto it = by_m.begin(); it != by_m.end(); ++it) {
+            const bool last = std::next(it) == by_m.end();
+            const size_t rows = size_t(last ? std::max(max_tokens_, it->first) : it->first);
+            if (it->second.partials > 1)
+                partials_bytes = std::max(partials_bytes, size_t(it->second.partials) * rows * size_t(std::get<0>(key)) * 4);
+        }
+    }
+    if (partials_bytes) partials_.reset(partials_bytes, "the split-K partial products");
 
     plan_buffers();
     workspace_.reset(workspace_bytes_, "the GEMM workspace");
@@ -254,6 +286,25 @@ void BertRuntime::build_steps(const EngineFile& engine) {
     }
     if (!output_seen)
         throw EngineFileError(engine_problem(path_, "no linear op computes the output '" + engine.output + "'"));
+    // Linears that may run split-K: activation none, output read only by one skip_layernorm as its x.
+    for (size_t i = 0; i < steps_.size(); ++i) {
+        Step& ln = steps_[i];
+        if (ln.kind != Step::Kind::kSkipLayerNorm) continue;
+        for (size_t j = 0; j < i; ++j) {
+            Step& lin = steps_[j];
+            if (lin.out != ln.in0) continue;
+            if (lin.kind != Step::Kind::kLinear || lin.epilogue != GemmEpilogue::kBias || lin.to_output) break;
+            bool only_reader = true;
+            for (size_t r = 0; r < steps_.size(); ++r)
+                if (r != i && (steps_[r].in0 == lin.out || steps_[r].in1 == lin.out)) only_reader = false;
+            if (ln.in1 == lin.out) only_reader = false;
+            if (only_reader) {
+                lin.feeds_layernorm = true;
+                ln.from_linear = int(j);
+            }
+            break;
+        }
+    }
 }
 
 // Greedy buffer sharing: walk the ops in order; an op's output takes the smallest free buffer
@@ -391,9 +442,7 @@ std::unique_ptr<BertRuntime::ShapeState> BertRuntime::make_state(int m, size_t p
     const GemmDType dt = half_ ? GemmDType::kFloat16 : GemmDType::kFloat32;
     for (const Step& s : steps_) {
         if (s.kind != Step::Kind::kLinear) continue;
-        GemmShape shape{m, s.n, s.k, dt, s.epilogue};
-        GemmPlan plan(*lt_, shape);
-        const GemmAlgoConfig* stored = nullptr;
+        const StoredGemm* stored = nullptr;
         bool exact = true;
         if (packed_) {
             // The algorithm tuned for the smallest tuned m >= this bucket (else the largest).
@@ -408,7 +457,10 @@ std::unique_ptr<BertRuntime::ShapeState> BertRuntime::make_state(int m, size_t p
             auto a = stored_algos_.find(std::make_tuple(int(profile), s.n, s.k, int(s.epilogue)));
             if (a != stored_algos_.end()) stored = &a->second;
         }
-        if (!stored || !plan.set_algo(*stored, workspace_bytes_)) {
+        const int partials = stored && s.feeds_layernorm ? stored->partials : 1;
+        GemmShape shape{m, s.n, s.k, dt, partials > 1 ? GemmEpilogue::kNone : s.epilogue, partials};
+        GemmPlan plan(*lt_, shape);
+        if (!stored || !plan.set_algo(stored->algo, workspace_bytes_)) {
             if (stored && exact && gemm_fallbacks_++ == 0)
                 std::fprintf(stderr,
                              "warning: this cuBLASLt (%zu) rejects a GEMM algorithm stored in %s (built with cuBLASLt "
@@ -416,8 +468,9 @@ std::unique_ptr<BertRuntime::ShapeState> BertRuntime::make_state(int m, size_t p
                              cublaslt_version(), path_.c_str(), built_cublaslt_.empty() ? "?" : built_cublaslt_.c_str());
             plan.set_heuristic_algo(workspace_bytes_);
         }
-        if (s.epilogue != GemmEpilogue::kNone) plan.set_bias(weight_ptr_.at(s.weights[1]));
+        if (shape.epilogue != GemmEpilogue::kNone) plan.set_bias(weight_ptr_.at(s.weights[1]));
         st->gemms.push_back(std::move(plan));
+        st->partials.push_back(partials);
     }
     return st;
 }
@@ -458,6 +511,11 @@ void BertRuntime::enqueue_ops(ShapeState& st, const Exec& x) {
                 break;
             }
             case Step::Kind::kLinear: {
+                if (st.partials[size_t(s.linear_index)] > 1) {  // fp32 partials; the LayerNorm adds the bias
+                    st.gemms[size_t(s.linear_index)].run(w(s, 0), act(s.in0), partials_.get(), workspace_.get(),
+                                                         workspace_bytes_, stream);
+                    break;
+                }
                 void* y = act(s.out);
                 st.gemms[size_t(s.linear_index)].run(w(s, 0), act(s.in0), y, workspace_.get(), workspace_bytes_, stream);
                 if (s.plugin_gelu) {
@@ -494,6 +552,16 @@ void BertRuntime::enqueue_ops(ShapeState& st, const Exec& x) {
                 p.x = act(s.in0);
                 p.residual = act(s.in1);
                 p.bias = nullptr;
+                if (s.from_linear >= 0) {
+                    const Step& lin = steps_[size_t(s.from_linear)];
+                    const int parts = st.partials[size_t(lin.linear_index)];
+                    if (parts > 1) {
+                        p.x = nullptr;
+                        p.partials = partials_.as<float>();
+                        p.partial_count = parts;
+                        p.bias = w(lin, 1);
+                    }
+                }
                 p.gamma = w(s, 0);
                 p.beta = w(s, 1);
                 p.out = act(s.out);
@@ -756,7 +824,7 @@ RuntimeStats BertRuntime::stats() const {
     for (const auto& b : buffers_) s.activation_bytes += b.bytes();
     s.activation_buffers = int(buffers_.size());
     s.io_bytes = dev_io_.bytes() + dev_logits_.bytes();
-    s.workspace_bytes = workspace_.bytes();
+    s.workspace_bytes = workspace_.bytes() + partials_.bytes();
     for (const auto& kv : shapes_) s.graphs += kv.second->graph ? 1 : 0;
     for (const auto& kv : packed_shapes_) s.graphs += kv.second->graph ? 1 : 0;
     s.gemm_fallbacks = gemm_fallbacks_;

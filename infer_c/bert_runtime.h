@@ -39,7 +39,7 @@ struct RuntimeStats {
     size_t weight_bytes = 0;
     size_t activation_bytes = 0;
     size_t io_bytes = 0;
-    size_t workspace_bytes = 0;
+    size_t workspace_bytes = 0;   // cuBLASLt's workspace and the split-K partials
     int activation_buffers = 0;
     int graphs = 0;
     int gemm_fallbacks = 0;  // stored algorithms cuBLASLt rejected here (heuristic used instead)
@@ -166,10 +166,17 @@ private:
     PinnedBuffer host_in_;       // pinned staging of dev_io_
     PinnedBuffer host_logits_;   // pinned float32 [max_tokens, 2]
 
-    // Stored GEMM algorithms: (profile, n, k, epilogue) -> config.
-    std::map<std::tuple<int, int, int, int>, GemmAlgoConfig> stored_algos_;
-    // Packed engines: (n, k, epilogue) -> tuned m -> config (the bucket uses the next tuned m up).
-    std::map<std::tuple<int, int, int>, std::map<int, GemmAlgoConfig>> packed_algos_;
+    // A stored GEMM choice: the cuBLASLt algorithm and the split-K count (1, or > 1: fp32 partials
+    // summed by the skip_layernorm after the linear; gemm.h).
+    struct StoredGemm {
+        GemmAlgoConfig algo;
+        int partials = 1;
+    };
+    // Stored GEMM algorithms: (profile, n, k, epilogue) -> choice.
+    std::map<std::tuple<int, int, int, int>, StoredGemm> stored_algos_;
+    // Packed engines: (n, k, epilogue) -> tuned m -> choice (the bucket uses the next tuned m up).
+    std::map<std::tuple<int, int, int>, std::map<int, StoredGemm>> packed_algos_;
+    DeviceBuffer partials_;  // fp32 split-K partials, sized for the largest stored split product
     std::map<std::pair<int, int>, std::unique_ptr<ShapeState>> shapes_;
     std::map<std::pair<int, int>, std::unique_ptr<ShapeState>> packed_shapes_;  // (token bucket, batch bucket)
     int gemm_fallbacks_ = 0;

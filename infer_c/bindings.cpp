@@ -7,7 +7,7 @@
 //     .packed, .token_capacity, .max_batch, .max_seq, .token_granularity
 //     .set_inputs(...), .time_forward(batch, seq, iterations, warmup) -> [ms]   (for perf.py)
 //     .profiles, .header_json, .precision, .graph_enabled, .device_memory_bytes, .stats, .device
-//   tune_gemms([(m, n, k, dtype, epilogue)], workspace_bytes, max_candidates, iterations,
+//   tune_gemms([(m, n, k, dtype, epilogue, partials, layernorm_after)], workspace_bytes, max_candidates, iterations,
 //              extended_search, cold_weights) -> [dict]
 //   device_info() -> dict;  cublaslt_version() -> int
 //   exceptions UserError(ValueError), EngineFileError(UserError), DeviceError(UserError)
@@ -135,11 +135,11 @@ PYBIND11_MODULE(_bertqa_cuda, m) {
 
     m.def(
         "tune_gemms",
-        [](const std::vector<std::tuple<int, int, int, std::string, std::string>>& shapes, size_t workspace_bytes,
-           int max_candidates, int iterations, bool extended_search, bool cold_weights) {
+        [](const std::vector<std::tuple<int, int, int, std::string, std::string, int, bool>>& shapes,
+           size_t workspace_bytes, int max_candidates, int iterations, bool extended_search, bool cold_weights) {
             std::vector<GemmShape> gs;
-            for (const auto& [mm, n, k, dtype, epi] : shapes)
-                gs.push_back(GemmShape{mm, n, k, gemm_dtype_from_string(dtype), gemm_epilogue_from_string(epi)});
+            for (const auto& [mm, n, k, dtype, epi, partials, ln] : shapes)
+                gs.push_back(GemmShape{mm, n, k, gemm_dtype_from_string(dtype), gemm_epilogue_from_string(epi), partials, ln});
             std::vector<GemmTuneResult> results;
             {
                 py::gil_scoped_release release;
@@ -163,8 +163,9 @@ PYBIND11_MODULE(_bertqa_cuda, m) {
         },
         py::arg("shapes"), py::arg("workspace_bytes") = size_t(32) << 20, py::arg("max_candidates") = 16,
         py::arg("iterations") = 20, py::arg("extended_search") = true, py::arg("cold_weights") = true,
-        "Times cuBLASLt's heuristic candidates for each (m, n, k, 'fp16'|'fp32', 'none'|'bias'|'gelu_bias') "
-        "and returns the fastest of each as {'algo': [9 ints], 'time_us', 'heuristic_time_us', 'candidates', "
+        "Times cuBLASLt's heuristic candidates for each (m, n, k, 'fp16'|'fp32', 'none'|'bias'|'gelu_bias', "
+        "partials (1, or > 1: split-K into fp32 partials), layernorm_after (time the skip_layernorm that "
+        "consumes the product with it)) and returns the fastest of each as {'algo': [9 ints], 'time_us', 'heuristic_time_us', 'candidates', "
         "'workspace_bytes', 'timings': [(algo, time_us) of every candidate that ran]}.");
     m.def("device_info", []() { return device_dict(current_device_info()); },
           "The current GPU: name, sm (e.g. 90), memory, CUDA and cuBLASLt versions. DeviceError without a GPU.");

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <stdexcept>
 
+#include "bert_plugins.h"
 #include "cuda_utils.h"
 #include "kernels.h"
 
@@ -39,7 +41,8 @@ GemmEpilogue gemm_epilogue_from_string(const std::string& s) {
 
 std::string GemmShape::str() const {  // no iostreams in the library (see engine_file.cpp)
     return "m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k) + " " +
-           to_string(dtype) + " " + to_string(epilogue);
+           to_string(dtype) + " " + to_string(epilogue) + (partials > 1 ? " partials=" + std::to_string(partials) : "") +
+           (layernorm_after ? " +layernorm" : "");
 }
 
 size_t cublaslt_version() { return cublasLtGetVersion(); }
@@ -60,6 +63,17 @@ namespace {
 
 cudaDataType_t cuda_type(GemmDType t) { return t == GemmDType::kFloat16 ? CUDA_R_16F : CUDA_R_32F; }
 size_t elem_size(GemmDType t) { return t == GemmDType::kFloat16 ? 2 : 4; }
+// D's type: the activations' dtype, or fp32 for split-K partials.
+cudaDataType_t output_type(const GemmShape& s) { return s.partials > 1 ? CUDA_R_32F : cuda_type(s.dtype); }
+size_t output_bytes(const GemmShape& s) {
+    return size_t(s.partials) * size_t(s.m) * size_t(s.n) * (s.partials > 1 ? 4 : elem_size(s.dtype));
+}
+
+void set_batch(cublasLtMatrixLayout_t layout, int count, int64_t stride) {
+    BERTQA_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
+    BERTQA_CUBLAS_CHECK(
+        cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
+}
 
 cublasLtEpilogue_t lt_epilogue(GemmEpilogue e) {
     switch (e) {
@@ -149,7 +163,13 @@ LtHandle::~LtHandle() {
 GemmPlan::GemmPlan(const LtHandle& handle, const GemmShape& shape) : handle_(handle.get()), shape_(shape) {
     if (shape.m < 1 || shape.n < 1 || shape.k < 1)
         throw std::invalid_argument("GEMM dimensions must be positive: " + shape.str());
+    const int p = shape.partials;
+    if (p < 1 || p > 16) throw std::invalid_argument("GEMM partials must be 1..16: " + shape.str());
+    if (p > 1 && (shape.epilogue != GemmEpilogue::kNone || shape.k % p != 0 || (shape.k / p) % 8 != 0))
+        throw std::invalid_argument("a split-K GEMM needs no epilogue and K slices that are multiples of 8: " +
+                                    shape.str());
     const cudaDataType_t t = cuda_type(shape.dtype);
+    const int kslice = shape.k / p;
     try {
         BERTQA_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc_, CUBLAS_COMPUTE_32F, CUDA_R_32F));
         const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
@@ -157,9 +177,16 @@ GemmPlan::GemmPlan(const LtHandle& handle, const GemmShape& shape) : handle_(han
         BERTQA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
         const cublasLtEpilogue_t epi = lt_epilogue(shape.epilogue);
         BERTQA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
-        BERTQA_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&a_, t, shape.k, shape.n, shape.k));
-        BERTQA_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&b_, t, shape.k, shape.m, shape.k));
-        BERTQA_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&c_, t, shape.n, shape.m, shape.n));
+        // Slice q of K: W[:, q kslice ...] and X[:, q kslice ...] are kslice elements further along
+        // their rows (same leading dimension k); partial q is one m x n matrix further on.
+        BERTQA_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&a_, t, kslice, shape.n, shape.k));
+        BERTQA_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&b_, t, kslice, shape.m, shape.k));
+        BERTQA_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&c_, output_type(shape), shape.n, shape.m, shape.n));
+        if (p > 1) {
+            set_batch(a_, p, kslice);
+            set_batch(b_, p, kslice);
+            set_batch(c_, p, int64_t(shape.m) * shape.n);
+        }
     } catch (...) {
         destroy();
         throw;
@@ -203,16 +230,16 @@ std::vector<cublasLtMatmulHeuristicResult_t> GemmPlan::candidates(size_t workspa
 
 bool GemmPlan::set_algo(const GemmAlgoConfig& cfg, size_t workspace_bytes) {
     if (!cfg.valid()) return false;
-    const cudaDataType_t t = cuda_type(shape_.dtype);
+    const cudaDataType_t t = cuda_type(shape_.dtype), ot = output_type(shape_);
     // Only ids this cuBLASLt lists for the types (an unknown id is a stale engine, not an error).
     int ids[256];
     int count = 0;
-    if (cublasLtMatmulAlgoGetIds(handle_, CUBLAS_COMPUTE_32F, CUDA_R_32F, t, t, t, t, 256, ids, &count) !=
+    if (cublasLtMatmulAlgoGetIds(handle_, CUBLAS_COMPUTE_32F, CUDA_R_32F, t, t, ot, ot, 256, ids, &count) !=
             CUBLAS_STATUS_SUCCESS ||
         std::find(ids, ids + count, cfg.algo_id) == ids + count)
         return false;
     cublasLtMatmulAlgo_t algo{};
-    if (cublasLtMatmulAlgoInit(handle_, CUBLAS_COMPUTE_32F, CUDA_R_32F, t, t, t, t, cfg.algo_id, &algo) !=
+    if (cublasLtMatmulAlgoInit(handle_, CUBLAS_COMPUTE_32F, CUDA_R_32F, t, t, ot, ot, cfg.algo_id, &algo) !=
         CUBLAS_STATUS_SUCCESS)
         return false;
     const int64_t values[] = {cfg.tile,   cfg.stages, cfg.splitk,      cfg.reduction,
@@ -257,16 +284,19 @@ namespace {
 // Product i reads weight copy i % w_copies (w_stride bytes apart): with enough copies to overflow
 // the L2 cache the weights come from DRAM, as in the network, where each GEMM's weights are read
 // once per pass and the whole model (0.67 GB for BERT-large fp16) never fits in L2.
+// `after` (may be empty) is enqueued after every product: the LayerNorm that consumes it.
 double time_candidate(GemmPlan& plan, const cublasLtMatmulAlgo_t& algo, const void* w, size_t w_stride,
                       int w_copies, const void* x, void* y, void* ws, size_t ws_bytes, int iterations,
-                      const Stream& stream) {
+                      const Stream& stream, const std::function<void()>& after) {
     plan.set_algo(algo);
     cudaGraph_t raw = nullptr;
     BERTQA_CUDA_CHECK(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal));
     bool ok = true;
     try {
-        for (int i = 0; i < iterations; ++i)
+        for (int i = 0; i < iterations; ++i) {
             plan.run(static_cast<const uint8_t*>(w) + size_t(i % w_copies) * w_stride, x, y, ws, ws_bytes, stream.get());
+            if (after) after();
+        }
     } catch (const std::exception&) {
         ok = false;
     }
@@ -317,21 +347,24 @@ std::vector<GemmTuneResult> tune_gemms(const std::vector<GemmShape>& shapes, siz
         if (!cold_weights || int64_t(s.m) * (int64_t(s.n) + s.k) > int64_t(s.n) * s.k) return 1;
         return int(std::min<size_t>(256, (2 * size_t(l2_bytes) + one - 1) / one));
     };
-    size_t w_bytes = 0, x_bytes = 0, y_bytes = 0, b_bytes = 0;
+    size_t w_bytes = 0, x_bytes = 0, y_bytes = 0, b_bytes = 0, ln_bytes = 0;
     for (const auto& s : shapes) {
         if (s.m < 1 || s.n < 1 || s.k < 1) throw std::invalid_argument("GEMM dimensions must be positive: " + s.str());
         const size_t e = elem_size(s.dtype);
         w_bytes = std::max(w_bytes, size_t(s.n) * s.k * e * size_t(copies_of(s)));
         x_bytes = std::max(x_bytes, size_t(s.m) * s.k * e);
-        y_bytes = std::max(y_bytes, size_t(s.m) * s.n * e);
+        y_bytes = std::max(y_bytes, output_bytes(s));
         b_bytes = std::max(b_bytes, size_t(s.n) * e);
+        if (s.layernorm_after) ln_bytes = std::max(ln_bytes, size_t(s.m) * s.n * e);
     }
     std::vector<GemmTuneResult> out;
     if (shapes.empty()) return out;
     LtHandle handle;
     Stream stream;
     DeviceBuffer w(w_bytes, "GEMM tuning weights"), x(x_bytes, "GEMM tuning inputs"), y(y_bytes, "GEMM tuning outputs"),
-        bias(b_bytes, "GEMM tuning bias"), ws(workspace_bytes, "the GEMM workspace");
+        bias(b_bytes, "GEMM tuning bias"), ws(workspace_bytes, "the GEMM workspace"),
+        ln_residual(ln_bytes, "LayerNorm tuning residual"), ln_out(ln_bytes, "LayerNorm tuning output"),
+        ln_gamma(b_bytes, "LayerNorm tuning gamma"), ln_beta(b_bytes, "LayerNorm tuning beta");
     uint64_t seed = 1;
     for (const auto& s : shapes) {
         const bool half = s.dtype == GemmDType::kFloat16;
@@ -340,6 +373,26 @@ std::vector<GemmTuneResult> tune_gemms(const std::vector<GemmShape>& shapes, siz
         fill_random(w.get(), size_t(s.n) * s.k * size_t(w_copies), half, seed++, 0.05f, stream.get());
         fill_random(x.get(), size_t(s.m) * s.k, half, seed++, 1.0f, stream.get());
         fill_random(bias.get(), size_t(s.n), half, seed++, 0.1f, stream.get());
+        std::function<void()> after;  // the skip_layernorm consuming the product, as in the network
+        if (s.layernorm_after) {
+            fill_random(ln_residual.get(), size_t(s.m) * s.n, half, seed++, 1.0f, stream.get());
+            fill_random(ln_gamma.get(), size_t(s.n), half, seed++, 1.0f, stream.get());
+            fill_random(ln_beta.get(), size_t(s.n), half, seed++, 0.1f, stream.get());
+            SkipLayerNormParams p{};
+            p.dtype = half ? DType::kFloat16 : DType::kFloat32;
+            p.x = s.partials > 1 ? nullptr : y.get();
+            p.partials = s.partials > 1 ? static_cast<const float*>(y.get()) : nullptr;
+            p.partial_count = s.partials > 1 ? s.partials : 0;
+            p.residual = ln_residual.get();
+            p.bias = s.epilogue == GemmEpilogue::kNone ? bias.get() : nullptr;
+            p.gamma = ln_gamma.get();
+            p.beta = ln_beta.get();
+            p.out = ln_out.get();
+            p.tokens = s.m;
+            p.hidden = s.n;
+            p.eps = 1e-12f;
+            after = [p, &stream] { skip_layernorm(p, stream.get()); };
+        }
         GemmPlan plan(handle, s);
         if (s.epilogue != GemmEpilogue::kNone) plan.set_bias(bias.get());
         const auto cands = plan.candidates(workspace_bytes, max_candidates);
@@ -362,7 +415,7 @@ std::vector<GemmTuneResult> tune_gemms(const std::vector<GemmShape>& shapes, siz
             for (size_t i = 0; i < heuristic_count; ++i) {
                 const GemmAlgoConfig base = configs[i];
                 for (int splitk : {1, 2, 3, 4, 6, 8}) {
-                    if (splitk > 1 && (!small_output || s.k / splitk < 256)) continue;
+                    if (splitk > 1 && (!small_output || s.k / splitk < 256 || s.partials > 1)) continue;
                     for (uint32_t swizzle : {0u, 1u}) {
                         GemmAlgoConfig c = base;
                         c.splitk = splitk;
@@ -383,7 +436,7 @@ std::vector<GemmTuneResult> tune_gemms(const std::vector<GemmShape>& shapes, siz
             cand.set_algo(configs[i], workspace_bytes);
             if (s.epilogue != GemmEpilogue::kNone) cand.set_bias(bias.get());
             const double t = time_candidate(cand, cand.algo(), w.get(), w_stride, w_copies, x.get(), y.get(), ws.get(),
-                                            workspace_bytes, std::max(iterations, w_copies), stream);
+                                            workspace_bytes, std::max(iterations, w_copies), stream, after);
             if (t < 0) continue;
             ++r.candidates;
             r.timings.emplace_back(configs[i], t);

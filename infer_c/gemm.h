@@ -8,6 +8,11 @@
 //   fp32: everything CUDA_R_32F, CUBLAS_COMPUTE_32F (true fp32: no TF32)
 //
 // Epilogues: kNone (plain product), kBias, kGeluBias (cuBLASLt's GELU is the tanh form).
+// Split-K into the LayerNorm (partials > 1): the product runs as `partials` strided-batched
+// products over consecutive slices of K, each writing its fp32 partial result
+// ([partials, m, n], no epilogue); the skip_layernorm plugin after the linear sums them with the
+// bias and the residual. At small m this fills the GPU with many short tiles and needs no
+// reduction kernel (cuBLASLt's own split-K adds one, or serialises the tiles).
 // Algorithms: heuristics give candidates; tune_gemms() times them on the GPU (each candidate's
 // loop captured in a CUDA graph, on random data) and returns the fastest as a GemmAlgoConfig,
 // a plain list of integers the builder stores in the engine and GemmPlan::set_algo() rebuilds.
@@ -37,7 +42,10 @@ struct GemmShape {
     int k = 0;  // input features
     GemmDType dtype = GemmDType::kFloat16;
     GemmEpilogue epilogue = GemmEpilogue::kBias;
-    std::string str() const;  // "m=384 n=3072 k=1024 fp16 bias"
+    int partials = 1;              // > 1: split-K into fp32 partials (epilogue kNone; see above)
+    bool layernorm_after = false;  // tuning only: time the product with the skip_layernorm that
+                                   // consumes it, so that split and unsplit compare whole
+    std::string str() const;  // "m=384 n=3072 k=1024 fp16 bias" (+ " partials=4", " +layernorm")
 };
 
 // A cuBLASLt algorithm as its configuration attributes (stable across processes).

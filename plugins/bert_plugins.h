@@ -1,7 +1,8 @@
 // The fused CUDA kernels ("plugins") of the BERT engine: one header, one home per kernel.
 //
 //   embed_layernorm.cu   word + position + token-type embedding lookup fused with LayerNorm
-//   skip_layernorm.cu    LayerNorm(x + residual [+ bias]), FP32 statistics
+//   skip_layernorm.cu    LayerNorm(x + residual [+ bias]), FP32 statistics; x may come as the
+//                        split-K partial products of the linear before it
 //   bias_gelu.cu         x = gelu(x + bias) in place (erf or tanh form), when no GEMM epilogue does it
 //   attention.cu         fused multi-head attention from the packed QKV projection
 //                        (QKV-to-context), head sizes 32/64/128, any sequence length up to 512,
@@ -51,6 +52,12 @@ struct SkipLayerNormParams {
     int tokens;
     int hidden;
     float eps;
+    // Split-K: x given as the fp32 partial products of a linear run over partial_count slices of K
+    // ([partial_count, tokens, hidden], slice after slice); their sum replaces x, which must then be
+    // null. The linear's bias comes in `bias`. Lets a small-batch GEMM fill the GPU with no
+    // reduction kernel of its own (infer_c/NOTES.md, "Split-K into the LayerNorm").
+    const float* partials;         // nullptr: x is the input
+    int partial_count;             // 0 with x; 2..16 with partials
 };
 
 struct BiasGeluParams {

@@ -1,9 +1,16 @@
 // skip_layernorm: out = LayerNorm(x + residual [+ bias]) * gamma + beta, FP32 statistics.
 //
+// Math (the reference in bench/layernorm_check.cu, double accumulation):
+//   v = x + residual (+ bias), x = sum_q partials[q] when given as split-K partial products
+//   out = (v - mean(v)) / sqrt(var(v) + eps) * gamma + beta
+//
 // One row per group of tpr threads (see layernorm_common.cuh): the row is read once with
 // 16-byte loads into registers, mean and variance are exact two-pass sums over the registers,
 // then the normalised row is written. out may alias x or residual: each thread reads all of its
 // elements before the reductions and writes the same elements after them.
+//
+// Variants: PARTIALS false (x in the activation dtype) or true (x as partial_count fp32 slices,
+// summed in fp32 while the row is loaded); vectors per thread 1..8; rows per warp or per block.
 #include "layernorm_common.cuh"
 
 namespace bertqa {
@@ -25,9 +32,27 @@ struct SkipArgs {
     int tpr_shift;
     float inv_h;
     float eps;
+    const float* partials;  // PARTIALS: [count, tokens, hidden] fp32
+    int partial_count;
+    size_t partial_stride;  // tokens * hidden
 };
 
-template <typename T, int V, int VPT, bool MULTI>
+// V consecutive fp32 values (V = 8 or 4: 16-byte loads; 1: one float), added to f.
+template <int V>
+__device__ __forceinline__ void add_f32(const float* p, float (&f)[V]) {
+    if constexpr (V % 4 == 0) {
+#pragma unroll
+        for (int i = 0; i < V; i += 4) {
+            const float4 q = *reinterpret_cast<const float4*>(p + i);
+            f[i] += q.x; f[i + 1] += q.y; f[i + 2] += q.z; f[i + 3] += q.w;
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < V; ++i) f[i] += p[i];
+    }
+}
+
+template <typename T, int V, int VPT, bool MULTI, bool PARTIALS>
 __global__ void __launch_bounds__(MULTI ? (V == 1 ? 1024 : 256) : kWarpPathThreads) skip_layernorm_kernel(const SkipArgs<T> a) {
     using IO = Io<T, V>;
     __shared__ float red[64];
@@ -44,7 +69,7 @@ __global__ void __launch_bounds__(MULTI ? (V == 1 ? 1024 : 256) : kWarpPathThrea
         const int j = rp.lane + k * a.tpr;
         have[k] = row_ok && j < a.nv;
         if (have[k]) {
-            rx[k] = IO::ld(a.x + base + (size_t)j * V);
+            if constexpr (!PARTIALS) rx[k] = IO::ld(a.x + base + (size_t)j * V);
             rr[k] = IO::ld(a.residual + base + (size_t)j * V);
             if (has_bias) rb[k] = IO::ldg(a.bias + (size_t)j * V);
             g[k] = IO::ldg(a.gamma + (size_t)j * V);
@@ -53,11 +78,30 @@ __global__ void __launch_bounds__(MULTI ? (V == 1 ? 1024 : 256) : kWarpPathThrea
     }
     float v[VPT][V];
     float sum = 0.f;
+    float px[PARTIALS ? VPT : 1][V];  // the partials' sum (fp32), two slices' loads in flight per step
+    if constexpr (PARTIALS) {
+#pragma unroll
+        for (int k = 0; k < VPT; ++k)
+#pragma unroll
+            for (int i = 0; i < V; ++i) px[k][i] = 0.f;
+#pragma unroll 2
+        for (int q = 0; q < a.partial_count; ++q) {
+            const float* src = a.partials + q * a.partial_stride + base;
+#pragma unroll
+            for (int k = 0; k < VPT; ++k)
+                if (have[k]) add_f32<V>(src + (size_t)(rp.lane + k * a.tpr) * V, px[k]);
+        }
+    }
 #pragma unroll
     for (int k = 0; k < VPT; ++k) {
         if (have[k]) {
             float fx[V], fr[V];
-            IO::to_f(rx[k], fx);
+            if constexpr (PARTIALS) {
+#pragma unroll
+                for (int i = 0; i < V; ++i) fx[i] = px[k][i];
+            } else {
+                IO::to_f(rx[k], fx);
+            }
             IO::to_f(rr[k], fr);
             if (has_bias) {
                 float fb[V];
@@ -94,12 +138,18 @@ void launch_skip(const SkipLayerNormParams& p, const RowConfig& c, cudaStream_t 
     a.tpr_shift = c.tpr_shift;
     a.inv_h = 1.0f / static_cast<float>(p.hidden);
     a.eps = p.eps;
+    a.partials = p.partials;
+    a.partial_count = p.partial_count;
+    a.partial_stride = size_t(p.tokens) * size_t(p.hidden);
+    const bool partials = p.partials != nullptr;
     const unsigned grid = (unsigned)((p.tokens + c.rows_per_block - 1) / c.rows_per_block);
     switch (c.vpt) {
-#define BERTQA_SKIP_CASE(N) \
-    case N:                                                                          \
-        if (c.tpr > 32) skip_layernorm_kernel<T, V, N, true><<<grid, c.threads, 0, stream>>>(a);   \
-        else skip_layernorm_kernel<T, V, N, false><<<grid, c.threads, 0, stream>>>(a);             \
+#define BERTQA_SKIP_CASE(N)                                                                               \
+    case N:                                                                                               \
+        if (c.tpr > 32 && partials) skip_layernorm_kernel<T, V, N, true, true><<<grid, c.threads, 0, stream>>>(a);   \
+        else if (c.tpr > 32) skip_layernorm_kernel<T, V, N, true, false><<<grid, c.threads, 0, stream>>>(a);         \
+        else if (partials) skip_layernorm_kernel<T, V, N, false, true><<<grid, c.threads, 0, stream>>>(a);           \
+        else skip_layernorm_kernel<T, V, N, false, false><<<grid, c.threads, 0, stream>>>(a);                        \
         break;
         BERTQA_SKIP_CASE(1) BERTQA_SKIP_CASE(2) BERTQA_SKIP_CASE(3) BERTQA_SKIP_CASE(4)
         BERTQA_SKIP_CASE(5) BERTQA_SKIP_CASE(6) BERTQA_SKIP_CASE(7) BERTQA_SKIP_CASE(8)
@@ -117,9 +167,16 @@ void skip_layernorm_tuned(const SkipLayerNormParams& p, cudaStream_t stream, int
     require(p.hidden > 0, fn, "hidden must be > 0, got " + std::to_string(p.hidden));
     require(p.eps >= 0.f && p.eps < 1.f, fn, "eps must be in [0, 1)");
     if (p.tokens == 0) return;
-    require(p.x && p.residual && p.gamma && p.beta && p.out, fn,
-            "x, residual, gamma, beta and out must not be null");
-    const bool vec_ok = p.hidden % static_cast<int>(16 / es) == 0 && aligned16(p.x) && aligned16(p.residual) &&
+    const bool partials = p.partials != nullptr;
+    require(partials ? p.x == nullptr : p.partial_count == 0, fn,
+            "give x or partials (with partial_count), not both");
+    require(!partials || (p.partial_count >= 2 && p.partial_count <= 16), fn,
+            "partial_count must be 2..16 with partials, got " + std::to_string(p.partial_count));
+    require((partials || p.x) && p.residual && p.gamma && p.beta && p.out, fn,
+            "x (or partials), residual, gamma, beta and out must not be null");
+    require(!partials || (p.out != static_cast<const void*>(p.partials)), fn, "out must not alias partials");
+    const bool vec_ok = p.hidden % static_cast<int>(16 / es) == 0 && aligned16(partials ? p.partials : p.x) &&
+                        aligned16(p.residual) &&
                         aligned16(p.gamma) && aligned16(p.beta) && aligned16(p.out) &&
                         (p.bias == nullptr || aligned16(p.bias));
     const int vec = vec_ok ? static_cast<int>(16 / es) : 1;

@@ -29,7 +29,7 @@ def main(argv=None) -> int:
         for name, (h, i, s) in MODELS.items():
             m = b * s
             todo += [(f"{name} B={b} {label}", m, n, k, epi) for label, n, k, epi in linears(h, i)]
-    shapes = [(m, n, k, "fp16", epi) for _, m, n, k, epi in todo]
+    shapes = [(m, n, k, "fp16", epi, 1, False) for _, m, n, k, epi in todo]
     cold = mod.tune_gemms(shapes, 32 << 20, 16, 20, True, True)
     hot = mod.tune_gemms(shapes, 32 << 20, 16, 20, True, False)
     print(f"{'shape':22s} {'m':>6s} {'n':>5s} {'k':>5s} | {'cold us':>8s} {'hot us':>8s}  algo cold / hot")

@@ -48,7 +48,7 @@ def main(argv=None) -> int:
             h, inter, s, b, layers = MODELS[name]
             m = b * s
             for label, n, k, epi in linears(h, inter):
-                shape = [(m, n, k, "fp16", epi)]
+                shape = [(m, n, k, "fp16", epi, 1, False)]
                 burst = mod.tune_gemms(shape, 32 << 20, args.max_candidates, 20, True, True)[0]
                 iters = max(20, math.ceil(args.seconds * 1e6 / burst["time_us"]))
                 w0 = time.time()

@@ -320,6 +320,61 @@ def test_build_engine_layout(monkeypatch, tmp_path):
         cuda_backend.build_engine(cfg, w, vocab[:3], True, [(1, 8)], "fp16")
 
 
+class _SplitFriendlyNative(_FakeNative):
+    """Times every split-K shape faster the more partials it has (and unsplit ones slowest)."""
+
+    def tune_gemms(self, shapes, workspace, max_candidates, iterations, extended_search=True,
+                   cold_weights=True):
+        self.tuned.append(list(shapes))
+        return [{"algo": [q, 1, 2, 1, 0, 0, 0, 0, 0], "time_us": 10.0 / q, "heuristic_time_us": 10.0,
+                 "candidates": 1} for (_, _, _, _, _, q, _) in shapes]
+
+
+def test_split_k_candidates():
+    from helpers.cuda_backend import split_k_candidates
+
+    # whole 64-wide K slices only: 768 -> 2, 3, 4, 6; 1024 -> 2, 4, 8; 4096 -> 2, 4, 8
+    assert split_k_candidates(384, 1024, 1024) == [2, 4, 8]
+    assert split_k_candidates(128, 768, 768) == [2, 3, 4, 6]
+    assert split_k_candidates(384, 1024, 4096) == [2, 4, 8]
+    assert split_k_candidates(384, 1024, 96) == []
+    # large outputs fill the GPU unsplit; partials must fit SPLIT_K_MAX_BYTES
+    assert split_k_candidates(49152, 1024, 4096) == []
+    assert split_k_candidates(2048, 1024, 4096) == [2, 4]
+
+
+def test_build_engine_chooses_split_k(monkeypatch):
+    """The linears feeding a skip_layernorm (attention out, FFN out) are timed split and unsplit, each
+    with the LayerNorm, and the fastest is stored; the others are timed as before."""
+    from helpers import cuda_backend
+
+    fake = _SplitFriendlyNative()
+    monkeypatch.setattr(cuda_backend, "_module", lambda: fake)
+    cfg = BertConfig(vocab_size=50, hidden_size=128, num_layers=2, num_heads=2, intermediate_size=512,
+                     max_position_embeddings=64)
+    w = random_weights(cfg, seed=3)
+    vocab = [f"t{i}" for i in range(50)]
+    eng = cuda_backend.build_engine(cfg, w, vocab, True, [(1, 64)], "fp16")
+    algos = {(a["n"], a["k"], a["epilogue"]): a for a in eng.backend_info["gemm_algos"]}
+    assert algos[(128, 128, "bias")]["partials"] == 2    # attention out: K = 128 -> 2 slices of 64
+    assert algos[(128, 512, "bias")]["partials"] == 8    # FFN out: K = 512 -> 8 slices of 64
+    assert algos[(128, 512, "bias")]["algo"][0] == 8 and algos[(128, 512, "bias")]["time_us"] == 10.0 / 8
+    for key in ((384, 128, "bias"), (512, 128, "gelu_bias"), (8, 128, "bias")):  # QKV, FFN in, QA
+        assert algos[key]["partials"] == 1
+    shapes = {s[:3] + s[4:]: s for s in fake.tuned[0]}
+    assert shapes[(64, 128, 512, "bias", 1, True)]          # unsplit, timed with its LayerNorm
+    assert shapes[(64, 128, 512, "none", 4, True)]          # split: no epilogue (the LayerNorm adds the bias)
+    assert shapes[(64, 384, 128, "bias", 1, False)]         # QKV: as before
+    # forced: every splittable linear with 8-aligned slices; 1 never splits
+    eng = cuda_backend.build_engine(cfg, w, vocab, True, [(1, 64)], "fp16", split_k=4)
+    assert {a["partials"] for a in eng.backend_info["gemm_algos"] if a["epilogue"] == "bias" and a["n"] == 128} == {4}
+    eng = cuda_backend.build_engine(cfg, w, vocab, True, [(1, 64)], "fp16", split_k=1)
+    assert {a["partials"] for a in eng.backend_info["gemm_algos"]} == {1}
+    assert all(not s[6] for s in fake.tuned[-1])
+    with pytest.raises(UserError, match="split_k"):
+        cuda_backend.build_engine(cfg, w, vocab, True, [(1, 64)], "fp16", split_k=17)
+
+
 def test_available_without_module(monkeypatch):
     from helpers import cuda_backend
 

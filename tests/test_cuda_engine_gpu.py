@@ -186,6 +186,43 @@ def test_matches_hugging_face(cuda, tmp_path_factory, name, precision):
           f"over {len(worst)} batches; gelu={runner.engine_info['backend_info'].get('gelu')}")
 
 
+@pytest.mark.parametrize("name,precision,split", [("small", "fp32", 2), ("base", "fp16", 3), ("base", "fp32", 4)])
+def test_split_k_matches_hugging_face(cuda, tmp_path, name, precision, split):
+    """The attention-out and FFN-out linears forced to run split-K (fp32 partials over K slices, summed
+    with the bias by the skip_layernorm after them): same tolerances; graph replay equals eager."""
+    cfg = CONFIGS[name]
+    vocab = [f"t{i}" for i in range(cfg.vocab_size)]
+    eng = cuda.build_engine(cfg, weights_of(name), vocab, True, PROFILES[name], precision, max_candidates=4,
+                            split_k=split)
+    fed = {(a["n"], a["k"], a["partials"]) for a in eng.backend_info["gemm_algos"]
+           if a["epilogue"] == "bias" and a["n"] == cfg.hidden_size}
+    assert fed == {(cfg.hidden_size, cfg.hidden_size, split), (cfg.hidden_size, cfg.intermediate_size, split)}
+    path = tmp_path / "split.engine"
+    save_engine(path, eng)
+    runner = cuda.CudaRunner(path)
+    eager = cuda.CudaRunner(path, enable_graph=False)
+    largest = max(p.batch * p.seq for p in runner.profiles)
+    assert runner.stats["workspace_bytes"] >= eng.backend_info["workspace_bytes"] + split * largest * cfg.hidden_size * 4
+    ref = reference_of(name)
+    rng = np.random.default_rng(17)
+    worst = []
+    for batch, seq in BATCHES[name]:
+        for pattern in ("full", "random", "one"):
+            ids, seg, mask = random_inputs(rng, cfg, batch, seq, pattern)
+            outs = [runner.run(ids, seg, mask) for _ in range(3)]  # eager, capture, replay
+            for o in outs[1:]:
+                np.testing.assert_allclose(o, outs[0], rtol=0, atol=1e-6)
+            np.testing.assert_allclose(eager.run(ids, seg, mask), outs[0], rtol=0, atol=1e-6)
+            max_abs, rel = errors(outs[0], ref(ids, seg, mask), mask)
+            worst.append((max_abs, rel))
+            if precision == "fp32":
+                assert max_abs <= 1e-3, (batch, seq, pattern, max_abs, rel)
+            else:
+                assert rel <= 1e-2, (batch, seq, pattern, max_abs, rel)
+    print(f"\n[split-k] {name} {precision} partials={split}: worst max|out-ref| {max(w[0] for w in worst):.3g}, "
+          f"rel {max(w[1] for w in worst):.3g}")
+
+
 @pytest.mark.parametrize("name", ["base", "large"])
 @pytest.mark.parametrize("precision", ["fp16", "fp32"])
 def test_gelu_epilogue_accuracy(cuda, tmp_path_factory, name, precision):
@@ -366,7 +403,7 @@ def test_tuner_reports_every_candidate(cuda):
     """tune_gemms keeps the fastest of the candidates it timed, and reports them all
     (scripts/gemm_sustained.py re-ranks them)."""
     mod = cuda._module()
-    r = mod.tune_gemms([(384, 1024, 1024, "fp16", "bias")], 32 << 20, 4, 10, True, True)[0]
+    r = mod.tune_gemms([(384, 1024, 1024, "fp16", "bias", 1, False)], 32 << 20, 4, 10, True, True)[0]
     assert len(r["timings"]) == r["candidates"] >= 1
     times = [t for _, t in r["timings"]]
     assert all(t > 0 for t in times) and r["time_us"] == min(times)

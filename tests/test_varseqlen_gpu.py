@@ -92,6 +92,28 @@ def test_packed_matches_fixed_and_hugging_face(cuda, tmp_path_factory, name, pre
           f"vs fixed): {[(x[2], round(x[1], 5)) for x in worst]}")
 
 
+def test_packed_split_k(cuda, tmp_path_factory, tmp_path):  # noqa: F811
+    """A packed engine whose attention-out and FFN-out linears run split-K at every token bucket
+    gives the logits of the packed engine built with the tuned choices (fp32), graph replay included."""
+    cfg = CONFIGS["small"]
+    vocab = [f"t{i}" for i in range(cfg.vocab_size)]
+    eng = cuda.build_engine(cfg, weights_of("small"), vocab, True, [PACKED["small"]], "fp32", max_candidates=4,
+                            packed=True, split_k=4)
+    assert {a["partials"] for a in eng.backend_info["gemm_algos"] if a["n"] == cfg.hidden_size and a["epilogue"] == "bias"} == {4}
+    save_engine(tmp_path / "split.engine", eng)
+    split = cuda.CudaRunner(tmp_path / "split.engine")
+    plain = cuda.CudaRunner(packed_engine_path(cuda, tmp_path_factory, "small", "fp32"))
+    rng = np.random.default_rng(8)
+    for lengths in ([128, 1, 37, 127, 5, 64, 67, 2], [3], [128, 128, 100]):
+        cu = packing.cu_seqlens_from_lengths(lengths)
+        t = int(cu[-1])
+        ids = rng.integers(1, cfg.vocab_size, t).astype(np.int32)
+        seg = rng.integers(0, 2, t).astype(np.int32)
+        want = plain.run_packed(ids, seg, cu)
+        for _ in range(3):
+            np.testing.assert_allclose(split.run_packed(ids, seg, cu), want, rtol=0, atol=1e-4)
+
+
 def test_graph_replay_and_eager_agree(cuda, tmp_path_factory):  # noqa: F811
     path = packed_engine_path(cuda, tmp_path_factory, "small", "fp32")
     cfg = CONFIGS["small"]

@@ -12,7 +12,9 @@
 //   tokens         1, 3, 384, 49152
 //   embed_layernorm  padded (pos = t % seq) and packed (cu_seqlens of random lengths 0..512, empty
 //                    sequences included; pos = t - cu_seqlens[b]); eps 1e-12 and 1e-5
-//   skip_layernorm   no bias; bias; bias with out aliasing x; no bias with out aliasing residual
+//   skip_layernorm   no bias; bias; bias with out aliasing x; no bias with out aliasing residual;
+//                    x as 2, 3 or 8 fp32 split-K partial products (with bias, out aliasing residual
+//                    once; tokens up to 384, where the engine splits)
 //   bias_gelu        erf form and tanh form, in place
 //   launch configs   the public launcher (default heuristic) and every configuration the tuning
 //                    knob can select: max vectors per thread 1, 2, 4, 8 (LayerNorms), rows per
@@ -272,6 +274,52 @@ static double ref_gelu(double v, bool tanh_form) {
 // ------------------------------------------------------------------------------------------------
 // skip_layernorm checks.
 
+// x given as `count` fp32 partial products (split-K): the reference sums them in double.
+static void check_skip_partials(DType dt, int H, int T, int count, bool out_aliases_residual) {
+    const size_t n = (size_t)T * H, es = esize(dt);
+    std::vector<float> off = rand_vec(DType::kFloat32, T, -5.f, 5.f);
+    std::vector<float> parts((size_t)count * n), x(n, 0.f);
+    for (int q = 0; q < count; ++q) {
+        auto pq = rand_vec(DType::kFloat32, n, -2.f, 2.f, [&](size_t i) { return off[i / H] / count; });
+        std::copy(pq.begin(), pq.end(), parts.begin() + (size_t)q * n);
+    }
+    // The reference's x: the partials' exact sum (double, then rounded once to float).
+    for (size_t i = 0; i < n; ++i) {
+        double v = 0;
+        for (int q = 0; q < count; ++q) v += parts[(size_t)q * n + i];
+        x[i] = (float)v;
+    }
+    auto r = rand_vec(dt, n, -2.f, 2.f);
+    auto bias = rand_vec(dt, H, -1.f, 1.f);
+    auto g = rand_vec(dt, H, 0.5f, 1.5f);
+    auto b = rand_vec(dt, H, -0.5f, 0.5f);
+    const auto ref = ref_skip(x, r, &bias, g, b, T, H, 1e-12f);
+
+    DBuf dparts((size_t)count * n * 4), dr0(n * es), dr(n * es), dout(n * es), dbias(H * es), dg(H * es), db(H * es);
+    upload(DType::kFloat32, parts, dparts.p);
+    upload(dt, r, dr0.p);
+    upload(dt, bias, dbias.p);
+    upload(dt, g, dg.p);
+    upload(dt, b, db.p);
+    for (int knob : kKnobs) {
+        if (knob != 0 && n > kKnobSweepMaxElems) continue;
+        restore(dr.p, dr0.p, n * es);
+        void* out = out_aliases_residual ? dr.p : dout.p;
+        if (!out_aliases_residual) poison(dout.p, n * es);
+        SkipLayerNormParams p{dt, nullptr, dr.p, dbias.p, dg.p, db.p, out, T, H, 1e-12f,
+                              static_cast<const float*>(dparts.p), count};
+        char what[200];
+        snprintf(what, sizeof what, "skip_layernorm %s H=%d T=%d partials=%d out=%s knob=%d", dname(dt), H, T, count,
+                 out_aliases_residual ? "residual" : "own", knob);
+        if (!run_launch(what, [&] {
+                if (knob == 0) skip_layernorm(p, g_stream);
+                else detail::skip_layernorm_tuned(p, g_stream, knob);
+            }))
+            continue;
+        compare(what, download(dt, out, n), ref, tol_for(dt));
+    }
+}
+
 static void check_skip(DType dt, int H, int T, bool with_bias, int alias /*0 none, 1 x, 2 residual*/, float eps) {
     const size_t n = (size_t)T * H, es = esize(dt);
     std::vector<float> off = rand_vec(DType::kFloat32, T, -5.f, 5.f);  // per-row offsets: stress the variance
@@ -451,6 +499,10 @@ static void check_arguments() {
     { auto q = s; q.eps = NAN; expect_invalid("skip eps=nan", [&] { S(q); }); }
     { auto q = s; q.dtype = (DType)7; expect_invalid("skip dtype=7", [&] { S(q); }); }
     { auto q = s; q.hidden = 1 << 20; expect_invalid("skip hidden=2^20", [&] { S(q); }); }
+    { auto q = s; q.partials = (const float*)e.p; q.partial_count = 2; expect_invalid("skip x and partials", [&] { S(q); }); }
+    { auto q = s; q.x = nullptr; q.partials = (const float*)a.p; q.partial_count = 1; expect_invalid("skip partials=1", [&] { S(q); }); }
+    { auto q = s; q.x = nullptr; q.partials = (const float*)a.p; q.partial_count = 17; expect_invalid("skip partials=17", [&] { S(q); }); }
+    { auto q = s; q.partial_count = 2; expect_invalid("skip partial_count without partials", [&] { S(q); }); }
     EmbedLayerNormParams m{DType::kFloat32, ids, ids, b.p, c.p, d.p, e.p, e.p, a.p, 6, 3, 2, nullptr, 64, 1e-12f};
     auto M = [&](EmbedLayerNormParams q) { embed_layernorm(q, g_stream); };
     { auto q = m; q.tokens = 7; expect_invalid("embed padded tokens!=batch*seq", [&] { M(q); }); }
@@ -665,6 +717,22 @@ static void bench_skip(DType dt, int H, int T, const std::vector<int>& knobs) {
                bytes, [&] { detail::skip_layernorm_tuned(p, g_stream, k); }, T <= 4096);
 }
 
+// x as `count` fp32 split-K partials (what a small-batch linear hands the LayerNorm).
+static void bench_skip_partials(DType dt, int H, int T, int count) {
+    const size_t n = (size_t)T * H, es = esize(dt);
+    DBuf dparts((size_t)count * n * 4), dr(n * es), dout(n * es), dbias(H * es), dg(H * es), db(H * es);
+    upload(DType::kFloat32, rand_vec(DType::kFloat32, (size_t)count * n, -1.f, 1.f), dparts.p);
+    upload(dt, rand_vec(dt, n, -2.f, 2.f), dr.p);
+    upload(dt, rand_vec(dt, H, -1.f, 1.f), dbias.p);
+    upload(dt, rand_vec(dt, H, 0.5f, 1.5f), dg.p);
+    upload(dt, rand_vec(dt, H, -0.5f, 0.5f), db.p);
+    SkipLayerNormParams p{dt, nullptr, dr.p, dbias.p, dg.p, db.p, dout.p, T, H, 1e-12f,
+                          static_cast<const float*>(dparts.p), count};
+    const double bytes = 4.0 * count * n + 2.0 * n * es + 3.0 * H * es;
+    record("skip_ln+partials", dt, std::to_string(T) + "x" + std::to_string(H) + " p" + std::to_string(count), "auto",
+           bytes, [&] { skip_layernorm(p, g_stream); }, true);
+}
+
 static void bench_embed(DType dt, int H, int T, bool packed, const std::vector<int>& knobs) {
     const size_t n = (size_t)T * H, es = esize(dt);
     const int vocab = 30522, max_pos = 512, types = 2;
@@ -755,6 +823,8 @@ int main(int argc, char** argv) {
                     check_skip(dt, H, T, true, 0, 1e-5f);
                     check_skip(dt, H, T, true, 1, 1e-12f);
                     check_skip(dt, H, T, false, 2, 1e-12f);
+                    if (T <= 384)  // split-K runs at small batches only
+                        for (int count : {2, 3, 8}) check_skip_partials(dt, H, T, count, count == 3);
                 }
         printf("skip_layernorm: %d launches checked, %d failed\n", g_checks - c0, g_failures - f0);
         c0 = g_checks, f0 = g_failures;
@@ -809,6 +879,10 @@ int main(int argc, char** argv) {
     for (DType dt : dts)
         for (int H : {768, 1024})
             for (int T : {384, 49152}) bench_skip(dt, H, T, def);
+    for (int count : {2, 4, 8}) {
+        bench_skip_partials(DType::kFloat16, 768, 128, count);
+        bench_skip_partials(DType::kFloat16, 1024, 384, count);
+    }
     for (DType dt : dts)
         for (int W : {3072, 4096})
             for (int T : {384, 49152}) bench_gelu(dt, W, T, false, def);
