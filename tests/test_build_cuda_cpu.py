@@ -259,12 +259,20 @@ class _FakeNative:
     def device_info(self):
         return {"name": "Fake GPU", "sm": 90, "cublaslt_version": 131000, "cuda_runtime_version": 13000}
 
+    def timing(self, i, shape):
+        """(algorithm id, time) the stand-in reports for the i-th shape of a call."""
+        return i, 1.0 + i
+
     def tune_gemms(self, shapes, workspace, max_candidates, iterations, extended_search=True,
                    cold_weights=True):
         self.tuned.append(list(shapes))
         self.cold.append(cold_weights)
-        return [{"algo": [i, 1, 2, 1, 0, 0, 0, 0, 0], "time_us": 1.0 + i, "heuristic_time_us": 2.0 + i,
-                 "candidates": 3} for i, _ in enumerate(shapes)]
+        out = []
+        for i, shape in enumerate(shapes):
+            algo, t = self.timing(i, shape)
+            out.append({"algo": [algo, 1, 2, 1, 0, 0, 0, 0, 0], "time_us": t, "heuristic_time_us": t + 1,
+                        "candidates": 3})
+        return out
 
 
 def test_build_engine_layout(monkeypatch, tmp_path):
@@ -323,11 +331,9 @@ def test_build_engine_layout(monkeypatch, tmp_path):
 class _SplitFriendlyNative(_FakeNative):
     """Times every split-K shape faster the more partials it has (and unsplit ones slowest)."""
 
-    def tune_gemms(self, shapes, workspace, max_candidates, iterations, extended_search=True,
-                   cold_weights=True):
-        self.tuned.append(list(shapes))
-        return [{"algo": [q, 1, 2, 1, 0, 0, 0, 0, 0], "time_us": 10.0 / q, "heuristic_time_us": 10.0,
-                 "candidates": 1} for (_, _, _, _, _, q, _) in shapes]
+    def timing(self, i, shape):
+        partials = shape[5]
+        return partials, 10.0 / partials
 
 
 def test_split_k_candidates():

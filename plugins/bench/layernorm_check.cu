@@ -274,78 +274,53 @@ static double ref_gelu(double v, bool tanh_form) {
 // ------------------------------------------------------------------------------------------------
 // skip_layernorm checks.
 
-// x given as `count` fp32 partial products (split-K): the reference sums them in double.
-static void check_skip_partials(DType dt, int H, int T, int count, bool out_aliases_residual) {
-    const size_t n = (size_t)T * H, es = esize(dt);
-    std::vector<float> off = rand_vec(DType::kFloat32, T, -5.f, 5.f);
-    std::vector<float> parts((size_t)count * n), x(n, 0.f);
-    for (int q = 0; q < count; ++q) {
-        auto pq = rand_vec(DType::kFloat32, n, -2.f, 2.f, [&](size_t i) { return off[i / H] / count; });
-        std::copy(pq.begin(), pq.end(), parts.begin() + (size_t)q * n);
-    }
-    // The reference's x: the partials' exact sum (double, then rounded once to float).
-    for (size_t i = 0; i < n; ++i) {
-        double v = 0;
-        for (int q = 0; q < count; ++q) v += parts[(size_t)q * n + i];
-        x[i] = (float)v;
-    }
-    auto r = rand_vec(dt, n, -2.f, 2.f);
-    auto bias = rand_vec(dt, H, -1.f, 1.f);
-    auto g = rand_vec(dt, H, 0.5f, 1.5f);
-    auto b = rand_vec(dt, H, -0.5f, 0.5f);
-    const auto ref = ref_skip(x, r, &bias, g, b, T, H, 1e-12f);
-
-    DBuf dparts((size_t)count * n * 4), dr0(n * es), dr(n * es), dout(n * es), dbias(H * es), dg(H * es), db(H * es);
-    upload(DType::kFloat32, parts, dparts.p);
-    upload(dt, r, dr0.p);
-    upload(dt, bias, dbias.p);
-    upload(dt, g, dg.p);
-    upload(dt, b, db.p);
-    for (int knob : kKnobs) {
-        if (knob != 0 && n > kKnobSweepMaxElems) continue;
-        restore(dr.p, dr0.p, n * es);
-        void* out = out_aliases_residual ? dr.p : dout.p;
-        if (!out_aliases_residual) poison(dout.p, n * es);
-        SkipLayerNormParams p{dt, nullptr, dr.p, dbias.p, dg.p, db.p, out, T, H, 1e-12f,
-                              static_cast<const float*>(dparts.p), count};
-        char what[200];
-        snprintf(what, sizeof what, "skip_layernorm %s H=%d T=%d partials=%d out=%s knob=%d", dname(dt), H, T, count,
-                 out_aliases_residual ? "residual" : "own", knob);
-        if (!run_launch(what, [&] {
-                if (knob == 0) skip_layernorm(p, g_stream);
-                else detail::skip_layernorm_tuned(p, g_stream, knob);
-            }))
-            continue;
-        compare(what, download(dt, out, n), ref, tol_for(dt));
-    }
-}
-
-static void check_skip(DType dt, int H, int T, bool with_bias, int alias /*0 none, 1 x, 2 residual*/, float eps) {
+// partials > 0: x arrives as that many fp32 split-K partial products (alias must not be 1); the
+// reference's x is their exact sum (double, rounded once to float).
+static void check_skip(DType dt, int H, int T, bool with_bias, int alias /*0 none, 1 x, 2 residual*/, float eps,
+                       int partials = 0) {
     const size_t n = (size_t)T * H, es = esize(dt);
     std::vector<float> off = rand_vec(DType::kFloat32, T, -5.f, 5.f);  // per-row offsets: stress the variance
-    auto x = rand_vec(dt, n, -3.f, 3.f, [&](size_t i) { return off[i / H]; });
+    std::vector<float> x, parts;
+    if (partials == 0) {
+        x = rand_vec(dt, n, -3.f, 3.f, [&](size_t i) { return off[i / H]; });
+    } else {
+        parts.resize((size_t)partials * n);
+        for (int q = 0; q < partials; ++q) {
+            auto pq = rand_vec(DType::kFloat32, n, -2.f, 2.f, [&](size_t i) { return off[i / H] / partials; });
+            std::copy(pq.begin(), pq.end(), parts.begin() + (size_t)q * n);
+        }
+        x.assign(n, 0.f);
+        for (size_t i = 0; i < n; ++i) {
+            double v = 0;
+            for (int q = 0; q < partials; ++q) v += parts[(size_t)q * n + i];
+            x[i] = (float)v;
+        }
+    }
     auto r = rand_vec(dt, n, -2.f, 2.f);
     auto bias = rand_vec(dt, H, -1.f, 1.f);
     auto g = rand_vec(dt, H, 0.5f, 1.5f);
     auto b = rand_vec(dt, H, -0.5f, 0.5f);
     const auto ref = ref_skip(x, r, with_bias ? &bias : nullptr, g, b, T, H, eps);
 
-    DBuf dx0(n * es), dr0(n * es), dx(n * es), dr(n * es), dout(n * es), dbias(H * es), dg(H * es), db(H * es);
-    upload(dt, x, dx0.p);
+    DBuf dx0(n * es), dr0(n * es), dx(n * es), dr(n * es), dout(n * es), dbias(H * es), dg(H * es), db(H * es),
+        dparts(parts.size() * 4);
+    if (partials) upload(DType::kFloat32, parts, dparts.p);
+    else upload(dt, x, dx0.p);
     upload(dt, r, dr0.p);
     upload(dt, bias, dbias.p);
     upload(dt, g, dg.p);
     upload(dt, b, db.p);
     for (int knob : kKnobs) {
         if (knob != 0 && n > kKnobSweepMaxElems) continue;
-        restore(dx.p, dx0.p, n * es);
+        if (!partials) restore(dx.p, dx0.p, n * es);
         restore(dr.p, dr0.p, n * es);
         void* out = alias == 1 ? dx.p : alias == 2 ? dr.p : dout.p;
         if (alias == 0) poison(dout.p, n * es);
-        SkipLayerNormParams p{dt, dx.p, dr.p, with_bias ? dbias.p : nullptr, dg.p, db.p, out, T, H, eps};
+        SkipLayerNormParams p{dt, partials ? nullptr : dx.p, dr.p, with_bias ? dbias.p : nullptr, dg.p, db.p, out, T, H, eps,
+                              partials ? static_cast<const float*>(dparts.p) : nullptr, partials};
         char what[200];
-        snprintf(what, sizeof what, "skip_layernorm %s H=%d T=%d bias=%d out=%s eps=%g knob=%d", dname(dt), H, T,
-                 (int)with_bias, alias == 1 ? "x" : alias == 2 ? "residual" : "own", eps, knob);
+        snprintf(what, sizeof what, "skip_layernorm %s H=%d T=%d bias=%d out=%s eps=%g partials=%d knob=%d", dname(dt),
+                 H, T, (int)with_bias, alias == 1 ? "x" : alias == 2 ? "residual" : "own", eps, partials, knob);
         if (!run_launch(what, [&] {
                 if (knob == 0) skip_layernorm(p, g_stream);
                 else detail::skip_layernorm_tuned(p, g_stream, knob);
@@ -824,7 +799,7 @@ int main(int argc, char** argv) {
                     check_skip(dt, H, T, true, 1, 1e-12f);
                     check_skip(dt, H, T, false, 2, 1e-12f);
                     if (T <= 384)  // split-K runs at small batches only
-                        for (int count : {2, 3, 8}) check_skip_partials(dt, H, T, count, count == 3);
+                        for (int count : {2, 3, 8}) check_skip(dt, H, T, true, count == 3 ? 2 : 0, 1e-12f, count);
                 }
         printf("skip_layernorm: %d launches checked, %d failed\n", g_checks - c0, g_failures - f0);
         c0 = g_checks, f0 = g_failures;
