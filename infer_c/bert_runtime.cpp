@@ -287,22 +287,21 @@ void BertRuntime::build_steps(const EngineFile& engine) {
     if (!output_seen)
         throw EngineFileError(engine_problem(path_, "no linear op computes the output '" + engine.output + "'"));
     // Linears that may run split-K: activation none, output read only by one skip_layernorm as its x.
+    std::map<std::string, int> reads, producer;  // activation -> how many step inputs read it / its step
+    for (size_t i = 0; i < steps_.size(); ++i) {
+        producer[steps_[i].out] = int(i);
+        for (const std::string* in : {&steps_[i].in0, &steps_[i].in1})
+            if (!in->empty()) ++reads[*in];
+    }
     for (size_t i = 0; i < steps_.size(); ++i) {
         Step& ln = steps_[i];
-        if (ln.kind != Step::Kind::kSkipLayerNorm) continue;
-        for (size_t j = 0; j < i; ++j) {
-            Step& lin = steps_[j];
-            if (lin.out != ln.in0) continue;
-            if (lin.kind != Step::Kind::kLinear || lin.epilogue != GemmEpilogue::kBias || lin.to_output) break;
-            bool only_reader = true;
-            for (size_t r = 0; r < steps_.size(); ++r)
-                if (r != i && (steps_[r].in0 == lin.out || steps_[r].in1 == lin.out)) only_reader = false;
-            if (ln.in1 == lin.out) only_reader = false;
-            if (only_reader) {
-                lin.feeds_layernorm = true;
-                ln.from_linear = int(j);
-            }
-            break;
+        if (ln.kind != Step::Kind::kSkipLayerNorm || reads[ln.in0] != 1) continue;
+        auto it = producer.find(ln.in0);
+        if (it == producer.end()) continue;
+        Step& lin = steps_[size_t(it->second)];
+        if (lin.kind == Step::Kind::kLinear && lin.epilogue == GemmEpilogue::kBias && !lin.to_output) {
+            lin.feeds_layernorm = true;
+            ln.from_linear = it->second;
         }
     }
 }
