@@ -22,6 +22,7 @@ struct BertRuntime::Step {
     bool to_output = false;    // the network output: extract [T, 2] float32 logits
     int linear_index = -1;
     bool feeds_layernorm = false;  // its output is read only by the next skip_layernorm (as x): split-K allowed
+    bool in_layernorm = false;     // the output linear, computed by the skip_layernorm before it (no GEMM)
     // attention
     int heads = 0, head_size = 0;
     float scale = 1.f;
@@ -29,6 +30,8 @@ struct BertRuntime::Step {
     int width = 0;
     float eps = 1e-12f;
     int from_linear = -1;  // skip_layernorm: the step index of the linear computing x, if it may split
+    int head_linear = -1;  // skip_layernorm: the step index of the output linear folded into it
+    bool store_out = true; // skip_layernorm with a head: false when only the head reads the row
 };
 
 struct BertRuntime::ShapeState {
@@ -304,6 +307,20 @@ void BertRuntime::build_steps(const EngineFile& engine) {
             ln.from_linear = it->second;
         }
     }
+    // The output linear (two logits per token) folded into the skip_layernorm computing its input:
+    // one GEMM, one logits-extraction launch and one read of the last hidden states fewer per pass.
+    if (env_flag("BERTQA_UNFUSED_HEAD")) return;
+    for (size_t i = 0; i < steps_.size(); ++i) {
+        Step& head = steps_[i];
+        if (head.kind != Step::Kind::kLinear || !head.to_output) continue;
+        auto it = producer.find(head.in0);
+        if (it == producer.end()) continue;
+        Step& ln = steps_[size_t(it->second)];
+        if (ln.kind != Step::Kind::kSkipLayerNorm || ln.width != head.k) continue;
+        ln.head_linear = int(i);
+        ln.store_out = reads[ln.out] > 1;
+        head.in_layernorm = true;
+    }
 }
 
 // Greedy buffer sharing: walk the ops in order; an op's output takes the smallest free buffer
@@ -510,6 +527,7 @@ void BertRuntime::enqueue_ops(ShapeState& st, const Exec& x) {
                 break;
             }
             case Step::Kind::kLinear: {
+                if (s.in_layernorm) break;  // computed by the skip_layernorm before it
                 if (st.partials[size_t(s.linear_index)] > 1) {  // fp32 partials; the LayerNorm adds the bias
                     st.gemms[size_t(s.linear_index)].run(w(s, 0), act(s.in0), partials_.get(), workspace_.get(),
                                                          workspace_bytes_, stream);
@@ -563,7 +581,13 @@ void BertRuntime::enqueue_ops(ShapeState& st, const Exec& x) {
                 }
                 p.gamma = w(s, 0);
                 p.beta = w(s, 1);
-                p.out = act(s.out);
+                p.out = s.store_out ? act(s.out) : nullptr;
+                if (s.head_linear >= 0) {
+                    const Step& head = steps_[size_t(s.head_linear)];
+                    p.head_weight = w(head, 0);
+                    p.head_bias = w(head, 1);
+                    p.head_out = dev_logits_.as<float>();
+                }
                 p.tokens = T;
                 p.hidden = s.width;
                 p.eps = s.eps;

@@ -2,7 +2,8 @@
 //
 //   embed_layernorm.cu   word + position + token-type embedding lookup fused with LayerNorm
 //   skip_layernorm.cu    LayerNorm(x + residual [+ bias]), FP32 statistics; x may come as the
-//                        split-K partial products of the linear before it
+//                        split-K partial products of the linear before it; the QA head (two
+//                        logits per token) may be folded into it
 //   bias_gelu.cu         x = gelu(x + bias) in place (erf or tanh form), when no GEMM epilogue does it
 //   attention.cu         fused multi-head attention from the packed QKV projection
 //                        (QKV-to-context), head sizes 32/64/128, any sequence length up to 512,
@@ -48,7 +49,7 @@ struct SkipLayerNormParams {
     const void* bias;              // [hidden] or nullptr
     const void* gamma;             // [hidden]
     const void* beta;              // [hidden]
-    void* out;                     // [tokens, hidden]; may alias x or residual
+    void* out;                     // [tokens, hidden]; may alias x or residual; null with a head: not stored
     int tokens;
     int hidden;
     float eps;
@@ -58,6 +59,12 @@ struct SkipLayerNormParams {
     // reduction kernel of its own (infer_c/NOTES.md, "Split-K into the LayerNorm").
     const float* partials;         // nullptr: x is the input
     int partial_count;             // 0 with x; 2..16 with partials
+    // Output head: head_out[t, j] = sum_i out[t, i] * head_weight[j, i] + head_bias[j], j = 0, 1, in
+    // fp32 over the normalised row as stored (rounded to dtype). The QA linear folded into the last
+    // LayerNorm: one launch, one GEMM and one read of the hidden states fewer per forward pass.
+    const void* head_weight;       // [2, hidden], rows hidden apart (the QA linear's first two rows) or nullptr
+    const void* head_bias;         // [2]
+    float* head_out;               // [tokens, 2]
 };
 
 struct BiasGeluParams {

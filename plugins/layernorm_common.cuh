@@ -40,6 +40,7 @@ struct Io<float, 4> {
     static __device__ __forceinline__ void st(float* p, const float (&f)[4]) {
         *reinterpret_cast<float4*>(p) = make_float4(f[0], f[1], f[2], f[3]);
     }
+    static __device__ __forceinline__ float rounded(float x) { return x; }  // as stored
 };
 
 template <>
@@ -68,6 +69,7 @@ struct Io<__half, 8> {
         r.x = f2h(f[0], f[1]); r.y = f2h(f[2], f[3]); r.z = f2h(f[4], f[5]); r.w = f2h(f[6], f[7]);
         *reinterpret_cast<uint4*>(p) = r;
     }
+    static __device__ __forceinline__ float rounded(float x) { return __half2float(__float2half_rn(x)); }
 };
 
 template <>
@@ -77,6 +79,7 @@ struct Io<float, 1> {
     static __device__ __forceinline__ Raw ldg(const float* p) { return __ldg(p); }
     static __device__ __forceinline__ void to_f(const Raw& r, float (&f)[1]) { f[0] = r; }
     static __device__ __forceinline__ void st(float* p, const float (&f)[1]) { *p = f[0]; }
+    static __device__ __forceinline__ float rounded(float x) { return x; }
 };
 
 template <>
@@ -86,6 +89,7 @@ struct Io<__half, 1> {
     static __device__ __forceinline__ Raw ldg(const __half* p) { return __ldg(p); }
     static __device__ __forceinline__ void to_f(const Raw& r, float (&f)[1]) { f[0] = __half2float(r); }
     static __device__ __forceinline__ void st(__half* p, const float (&f)[1]) { *p = __float2half_rn(f[0]); }
+    static __device__ __forceinline__ float rounded(float x) { return __half2float(__float2half_rn(x)); }
 };
 
 template <typename T>
@@ -136,11 +140,13 @@ __device__ __forceinline__ RowPos row_pos(int tpr, int tpr_shift) {
 // LayerNorm of a row held in registers (v, VPT vectors of V elements; vector k is the row's
 // vector lane + k * tpr, present when `have` is set), then the affine step and the store.
 // g, b: gamma and beta vectors, already loaded (raw).
-template <typename T, int V, int VPT, bool MULTI>
+// emit(k, o) receives each present vector k's normalised values o (float[V]) and stores them
+// (the overload below) or uses them otherwise (skip_layernorm's output head).
+template <typename T, int V, int VPT, bool MULTI, typename Emit>
 __device__ __forceinline__ void layernorm_finish(float (&v)[VPT][V], float sum, const bool (&have)[VPT],
                                                  const typename Io<T, V>::Raw (&g)[VPT],
-                                                 const typename Io<T, V>::Raw (&b)[VPT], T* out_row,
-                                                 int lane, int tpr, float inv_h, float eps,
+                                                 const typename Io<T, V>::Raw (&b)[VPT], Emit&& emit,
+                                                 int tpr, float inv_h, float eps,
                                                  float* red /* 64 floats of shared memory */) {
     using IO = Io<T, V>;
     const float mean = group_sum<MULTI>(sum, tpr, red) * inv_h;
@@ -165,9 +171,19 @@ __device__ __forceinline__ void layernorm_finish(float (&v)[VPT][V], float sum, 
             IO::to_f(b[k], bf);
 #pragma unroll
             for (int i = 0; i < V; ++i) o[i] = fmaf((v[k][i] - mean) * rstd, gf[i], bf[i]);
-            IO::st(out_row + (size_t)(lane + k * tpr) * V, o);
+            emit(k, o);
         }
     }
+}
+
+template <typename T, int V, int VPT, bool MULTI>
+__device__ __forceinline__ void layernorm_finish(float (&v)[VPT][V], float sum, const bool (&have)[VPT],
+                                                 const typename Io<T, V>::Raw (&g)[VPT],
+                                                 const typename Io<T, V>::Raw (&b)[VPT], T* out_row,
+                                                 int lane, int tpr, float inv_h, float eps, float* red) {
+    layernorm_finish<T, V, VPT, MULTI>(
+        v, sum, have, g, b, [&](int k, const float (&o)[V]) { Io<T, V>::st(out_row + (size_t)(lane + k * tpr) * V, o); },
+        tpr, inv_h, eps, red);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,9 +8,16 @@
 // 16-byte loads into registers, mean and variance are exact two-pass sums over the registers,
 // then the normalised row is written. out may alias x or residual: each thread reads all of its
 // elements before the reductions and writes the same elements after them.
+// Output head (the QA linear folded in): each thread also dots its normalised elements, rounded
+// as stored, with the two head rows; two more row reductions give the token's two logits
+//   head_out[t, j] = sum_i rounded(out[t, i]) * head_weight[j, i] + head_bias[j]   (fp32)
+// and the row itself is stored only when out is given.
 //
 // Variants: PARTIALS false (x in the activation dtype) or true (x as partial_count fp32 slices,
-// summed in fp32 while the row is loaded); vectors per thread 1..8; rows per warp or per block.
+// summed in fp32 while the row is loaded); HEAD false or true (the output head);
+// vectors per thread 1..8; rows per warp or per block.
+#include <type_traits>
+
 #include "layernorm_common.cuh"
 
 namespace bertqa {
@@ -35,6 +42,9 @@ struct SkipArgs {
     const float* partials;  // PARTIALS: [count, tokens, hidden] fp32
     int partial_count;
     size_t partial_stride;  // tokens * hidden
+    const T* head_weight;   // HEAD: [2, hidden]
+    const T* head_bias;     // HEAD: [2]
+    float* head_out;        // HEAD: [tokens, 2]
 };
 
 // V consecutive fp32 values (V = 8 or 4: 16-byte loads; 1: one float), added to f.
@@ -52,15 +62,15 @@ __device__ __forceinline__ void add_f32(const float* p, float (&f)[V]) {
     }
 }
 
-template <typename T, int V, int VPT, bool MULTI, bool PARTIALS>
+template <typename T, int V, int VPT, bool MULTI, bool PARTIALS, bool HEAD>
 __global__ void __launch_bounds__(MULTI ? (V == 1 ? 1024 : 256) : kWarpPathThreads) skip_layernorm_kernel(const SkipArgs<T> a) {
     using IO = Io<T, V>;
-    __shared__ float red[64];
+    __shared__ float red[HEAD ? 128 : 64];
     const RowPos rp = row_pos<MULTI>(a.tpr, a.tpr_shift);
     const bool row_ok = rp.row < a.tokens;
     const size_t base = (size_t)(row_ok ? rp.row : 0) * a.hidden;
 
-    typename IO::Raw rx[VPT], rr[VPT], rb[VPT], g[VPT], b[VPT];
+    typename IO::Raw rx[VPT], rr[VPT], rb[VPT], g[VPT], b[VPT], w0[HEAD ? VPT : 1], w1[HEAD ? VPT : 1];
     bool have[VPT];
     const bool has_bias = a.bias != nullptr;
     // Issue every load of the row before using any of them.
@@ -74,6 +84,10 @@ __global__ void __launch_bounds__(MULTI ? (V == 1 ? 1024 : 256) : kWarpPathThrea
             if (has_bias) rb[k] = IO::ldg(a.bias + (size_t)j * V);
             g[k] = IO::ldg(a.gamma + (size_t)j * V);
             b[k] = IO::ldg(a.beta + (size_t)j * V);
+            if constexpr (HEAD) {
+                w0[k] = IO::ldg(a.head_weight + (size_t)j * V);
+                w1[k] = IO::ldg(a.head_weight + a.hidden + (size_t)j * V);
+            }
         }
     }
     float v[VPT][V];
@@ -119,7 +133,34 @@ __global__ void __launch_bounds__(MULTI ? (V == 1 ? 1024 : 256) : kWarpPathThrea
             for (int i = 0; i < V; ++i) v[k][i] = 0.f;
         }
     }
-    layernorm_finish<T, V, VPT, MULTI>(v, sum, have, g, b, a.out + base, rp.lane, a.tpr, a.inv_h, a.eps, red);
+    if constexpr (!HEAD) {
+        layernorm_finish<T, V, VPT, MULTI>(v, sum, have, g, b, a.out + base, rp.lane, a.tpr, a.inv_h, a.eps, red);
+    } else {
+        float d0 = 0.f, d1 = 0.f;
+        layernorm_finish<T, V, VPT, MULTI>(
+            v, sum, have, g, b,
+            [&](int k, const float (&o)[V]) {
+                float f0[V], f1[V];
+                IO::to_f(w0[k], f0);
+                IO::to_f(w1[k], f1);
+#pragma unroll
+                for (int i = 0; i < V; ++i) {
+                    const float r = IO::rounded(o[i]);
+                    d0 = fmaf(r, f0[i], d0);
+                    d1 = fmaf(r, f1[i], d1);
+                }
+                if (a.out) IO::st(a.out + base + (size_t)(rp.lane + k * a.tpr) * V, o);
+            },
+            a.tpr, a.inv_h, a.eps, red);
+        d0 = group_sum<MULTI>(d0, a.tpr, red + 64);
+        d1 = group_sum<MULTI>(d1, a.tpr, red + 96);
+        if (row_ok && rp.lane == 0) {
+            float2 lg;
+            lg.x = d0 + float(a.head_bias[0]);
+            lg.y = d1 + float(a.head_bias[1]);
+            *reinterpret_cast<float2*>(a.head_out + 2 * (size_t)rp.row) = lg;
+        }
+    }
 }
 
 template <typename T, int V>
@@ -141,21 +182,35 @@ void launch_skip(const SkipLayerNormParams& p, const RowConfig& c, cudaStream_t 
     a.partials = p.partials;
     a.partial_count = p.partial_count;
     a.partial_stride = size_t(p.tokens) * size_t(p.hidden);
+    a.head_weight = static_cast<const T*>(p.head_weight);
+    a.head_bias = static_cast<const T*>(p.head_bias);
+    a.head_out = p.head_out;
     const bool partials = p.partials != nullptr;
     const unsigned grid = (unsigned)((p.tokens + c.rows_per_block - 1) / c.rows_per_block);
-    switch (c.vpt) {
-#define BERTQA_SKIP_CASE(N)                                                                               \
-    case N:                                                                                               \
-        if (c.tpr > 32 && partials) skip_layernorm_kernel<T, V, N, true, true><<<grid, c.threads, 0, stream>>>(a);   \
-        else if (c.tpr > 32) skip_layernorm_kernel<T, V, N, true, false><<<grid, c.threads, 0, stream>>>(a);         \
-        else if (partials) skip_layernorm_kernel<T, V, N, false, true><<<grid, c.threads, 0, stream>>>(a);           \
-        else skip_layernorm_kernel<T, V, N, false, false><<<grid, c.threads, 0, stream>>>(a);                        \
-        break;
-        BERTQA_SKIP_CASE(1) BERTQA_SKIP_CASE(2) BERTQA_SKIP_CASE(3) BERTQA_SKIP_CASE(4)
-        BERTQA_SKIP_CASE(5) BERTQA_SKIP_CASE(6) BERTQA_SKIP_CASE(7) BERTQA_SKIP_CASE(8)
-#undef BERTQA_SKIP_CASE
-        default: throw std::logic_error("skip_layernorm: bad vectors per thread");
-    }
+    // One switch over the four variants; MULTI (rows per block or per warp group) and VPT from c.
+    auto go = [&](auto multi, auto vpt) {
+        constexpr bool M = decltype(multi)::value;
+        constexpr int N = decltype(vpt)::value;
+        if (p.head_weight && partials) skip_layernorm_kernel<T, V, N, M, true, true><<<grid, c.threads, 0, stream>>>(a);
+        else if (p.head_weight) skip_layernorm_kernel<T, V, N, M, false, true><<<grid, c.threads, 0, stream>>>(a);
+        else if (partials) skip_layernorm_kernel<T, V, N, M, true, false><<<grid, c.threads, 0, stream>>>(a);
+        else skip_layernorm_kernel<T, V, N, M, false, false><<<grid, c.threads, 0, stream>>>(a);
+    };
+    auto by_vpt = [&](auto multi) {
+        switch (c.vpt) {
+            case 1: go(multi, std::integral_constant<int, 1>{}); break;
+            case 2: go(multi, std::integral_constant<int, 2>{}); break;
+            case 3: go(multi, std::integral_constant<int, 3>{}); break;
+            case 4: go(multi, std::integral_constant<int, 4>{}); break;
+            case 5: go(multi, std::integral_constant<int, 5>{}); break;
+            case 6: go(multi, std::integral_constant<int, 6>{}); break;
+            case 7: go(multi, std::integral_constant<int, 7>{}); break;
+            case 8: go(multi, std::integral_constant<int, 8>{}); break;
+            default: throw std::logic_error("skip_layernorm: bad vectors per thread");
+        }
+    };
+    if (c.tpr > 32) by_vpt(std::true_type{});
+    else by_vpt(std::false_type{});
 }
 
 }  // namespace
@@ -172,13 +227,18 @@ void skip_layernorm_tuned(const SkipLayerNormParams& p, cudaStream_t stream, int
             "give x or partials (with partial_count), not both");
     require(!partials || (p.partial_count >= 2 && p.partial_count <= 16), fn,
             "partial_count must be 2..16 with partials, got " + std::to_string(p.partial_count));
-    require((partials || p.x) && p.residual && p.gamma && p.beta && p.out, fn,
-            "x (or partials), residual, gamma, beta and out must not be null");
+    require((partials || p.x) && p.residual && p.gamma && p.beta, fn,
+            "x (or partials), residual, gamma and beta must not be null");
     require(!partials || (p.out != static_cast<const void*>(p.partials)), fn, "out must not alias partials");
+    const bool head = p.head_weight != nullptr;
+    require(head ? p.head_bias && p.head_out : !p.head_bias && !p.head_out, fn,
+            "give head_weight, head_bias and head_out together, or none of them");
+    require(head || p.out, fn, "out must not be null without an output head");
+    require(!head || (reinterpret_cast<uintptr_t>(p.head_out) & 7u) == 0, fn, "head_out must be 8-byte aligned");
     const bool vec_ok = p.hidden % static_cast<int>(16 / es) == 0 && aligned16(partials ? p.partials : p.x) &&
                         aligned16(p.residual) &&
-                        aligned16(p.gamma) && aligned16(p.beta) && aligned16(p.out) &&
-                        (p.bias == nullptr || aligned16(p.bias));
+                        aligned16(p.gamma) && aligned16(p.beta) && (p.out == nullptr || aligned16(p.out)) &&
+                        (p.bias == nullptr || aligned16(p.bias)) && (!head || aligned16(p.head_weight));
     const int vec = vec_ok ? static_cast<int>(16 / es) : 1;
     // Default: at most 2 vectors per thread (H100 sweep, hidden 1024: the fastest or within 1% of
     // it at 384 and 49152 tokens, fp16 and fp32; 4 and 8 were slower at 384 tokens).

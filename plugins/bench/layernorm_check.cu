@@ -14,7 +14,10 @@
 //                    sequences included; pos = t - cu_seqlens[b]); eps 1e-12 and 1e-5
 //   skip_layernorm   no bias; bias; bias with out aliasing x; no bias with out aliasing residual;
 //                    x as 2, 3 or 8 fp32 split-K partial products (with bias, out aliasing residual
-//                    once; tokens up to 384, where the engine splits)
+//                    once; tokens up to 384, where the engine splits); the output head (two fp32
+//                    logits per token from the row as stored, atol 1e-4 + rtol * sum |out_i w_i|,
+//                    rtol 2^-10 + 1e-4 in fp16, 1e-4 in fp32) with the row stored or not, from x
+//                    or from partials
 //   bias_gelu        erf form and tanh form, in place
 //   launch configs   the public launcher (default heuristic) and every configuration the tuning
 //                    knob can select: max vectors per thread 1, 2, 4, 8 (LayerNorms), rows per
@@ -276,8 +279,9 @@ static double ref_gelu(double v, bool tanh_form) {
 
 // partials > 0: x arrives as that many fp32 split-K partial products (alias must not be 1); the
 // reference's x is their exact sum (double, rounded once to float).
+// head 1: also the output head (two logits per token), 2: the head alone (out null, not stored).
 static void check_skip(DType dt, int H, int T, bool with_bias, int alias /*0 none, 1 x, 2 residual*/, float eps,
-                       int partials = 0) {
+                       int partials = 0, int head = 0) {
     const size_t n = (size_t)T * H, es = esize(dt);
     std::vector<float> off = rand_vec(DType::kFloat32, T, -5.f, 5.f);  // per-row offsets: stress the variance
     std::vector<float> x, parts;
@@ -301,9 +305,25 @@ static void check_skip(DType dt, int H, int T, bool with_bias, int alias /*0 non
     auto g = rand_vec(dt, H, 0.5f, 1.5f);
     auto b = rand_vec(dt, H, -0.5f, 0.5f);
     const auto ref = ref_skip(x, r, with_bias ? &bias : nullptr, g, b, T, H, eps);
+    // The head's reference: the reference row rounded as stored, dotted in double.
+    auto hw = rand_vec(dt, 2 * (size_t)H, -1.f, 1.f), hb = rand_vec(dt, 2, -1.f, 1.f);
+    std::vector<float> href(head ? 2 * (size_t)T : 0), hmag(href.size());
+    for (size_t t = 0; t < (head ? (size_t)T : 0); ++t)
+        for (int j = 0; j < 2; ++j) {
+            double acc = hb[j], mag = 0;
+            for (int i = 0; i < H; ++i) {
+                const double term = (double)round_dt(dt, ref[t * H + i]) * hw[(size_t)j * H + i];
+                acc += term;
+                mag += std::fabs(term);
+            }
+            href[2 * t + j] = (float)acc;
+            hmag[2 * t + j] = (float)mag;
+        }
 
     DBuf dx0(n * es), dr0(n * es), dx(n * es), dr(n * es), dout(n * es), dbias(H * es), dg(H * es), db(H * es),
-        dparts(parts.size() * 4);
+        dparts(parts.size() * 4), dhw(2 * H * es), dhb(2 * es), dhout(head ? 2 * (size_t)T * 4 : 0);
+    upload(dt, hw, dhw.p);
+    upload(dt, hb, dhb.p);
     if (partials) upload(DType::kFloat32, parts, dparts.p);
     else upload(dt, x, dx0.p);
     upload(dt, r, dr0.p);
@@ -314,19 +334,45 @@ static void check_skip(DType dt, int H, int T, bool with_bias, int alias /*0 non
         if (knob != 0 && n > kKnobSweepMaxElems) continue;
         if (!partials) restore(dx.p, dx0.p, n * es);
         restore(dr.p, dr0.p, n * es);
-        void* out = alias == 1 ? dx.p : alias == 2 ? dr.p : dout.p;
-        if (alias == 0) poison(dout.p, n * es);
+        void* out = head == 2 ? nullptr : alias == 1 ? dx.p : alias == 2 ? dr.p : dout.p;
+        if (alias == 0 || head == 2) poison(dout.p, n * es);
+        if (head) poison(dhout.p, 2 * (size_t)T * 4);
         SkipLayerNormParams p{dt, partials ? nullptr : dx.p, dr.p, with_bias ? dbias.p : nullptr, dg.p, db.p, out, T, H, eps,
                               partials ? static_cast<const float*>(dparts.p) : nullptr, partials};
-        char what[200];
-        snprintf(what, sizeof what, "skip_layernorm %s H=%d T=%d bias=%d out=%s eps=%g partials=%d knob=%d", dname(dt),
-                 H, T, (int)with_bias, alias == 1 ? "x" : alias == 2 ? "residual" : "own", eps, partials, knob);
+        if (head) {
+            p.head_weight = dhw.p;
+            p.head_bias = dhb.p;
+            p.head_out = static_cast<float*>(dhout.p);
+        }
+        char what[220];
+        snprintf(what, sizeof what, "skip_layernorm %s H=%d T=%d bias=%d out=%s eps=%g partials=%d head=%d knob=%d",
+                 dname(dt), H, T, (int)with_bias, head == 2 ? "none" : alias == 1 ? "x" : alias == 2 ? "residual" : "own",
+                 eps, partials, head, knob);
         if (!run_launch(what, [&] {
                 if (knob == 0) skip_layernorm(p, g_stream);
                 else detail::skip_layernorm_tuned(p, g_stream, knob);
             }))
             continue;
-        compare(what, download(dt, out, n), ref, tol_for(dt));
+        if (out) compare(what, download(dt, out, n), ref, tol_for(dt));
+        if (head == 2) {  // the row must not have been stored
+            const auto untouched = download(dt, dout.p, n);
+            ++g_checks;
+            if (!std::all_of(untouched.begin(), untouched.end(), [](float f) { return std::isnan(f); }))
+                fail(what, "out is null but the row was stored");
+        }
+        if (head) {
+            const double rtol = (dt == DType::kFloat16 ? 1.0 / 1024 : 0.0) + 1e-4;
+            const auto got = download(DType::kFloat32, dhout.p, 2 * (size_t)T);
+            ++g_checks;
+            for (size_t i = 0; i < got.size(); ++i)
+                if (!(std::fabs((double)got[i] - href[i]) <= 1e-4 + rtol * hmag[i])) {
+                    char why[160];
+                    snprintf(why, sizeof why, "head logit %zu: got %.7g, reference %.7g (bound %.3g)", i, got[i],
+                             href[i], 1e-4 + rtol * hmag[i]);
+                    fail(std::string(what) + " head", why);
+                    break;
+                }
+        }
     }
 }
 
@@ -478,6 +524,11 @@ static void check_arguments() {
     { auto q = s; q.x = nullptr; q.partials = (const float*)a.p; q.partial_count = 1; expect_invalid("skip partials=1", [&] { S(q); }); }
     { auto q = s; q.x = nullptr; q.partials = (const float*)a.p; q.partial_count = 17; expect_invalid("skip partials=17", [&] { S(q); }); }
     { auto q = s; q.partial_count = 2; expect_invalid("skip partial_count without partials", [&] { S(q); }); }
+    { auto q = s; q.head_weight = a.p; expect_invalid("skip head without bias and out", [&] { S(q); }); }
+    { auto q = s; q.head_out = (float*)e.p; expect_invalid("skip head_out without weight", [&] { S(q); }); }
+    { auto q = s; q.out = nullptr; expect_invalid("skip out=null without head", [&] { S(q); }); }
+    { auto q = s; q.head_weight = a.p; q.head_bias = b.p; q.head_out = (float*)((char*)e.p + 4);
+      expect_invalid("skip head_out misaligned", [&] { S(q); }); }
     EmbedLayerNormParams m{DType::kFloat32, ids, ids, b.p, c.p, d.p, e.p, e.p, a.p, 6, 3, 2, nullptr, 64, 1e-12f};
     auto M = [&](EmbedLayerNormParams q) { embed_layernorm(q, g_stream); };
     { auto q = m; q.tokens = 7; expect_invalid("embed padded tokens!=batch*seq", [&] { M(q); }); }
@@ -800,6 +851,10 @@ int main(int argc, char** argv) {
                     check_skip(dt, H, T, false, 2, 1e-12f);
                     if (T <= 384)  // split-K runs at small batches only
                         for (int count : {2, 3, 8}) check_skip(dt, H, T, true, count == 3 ? 2 : 0, 1e-12f, count);
+                    // The output head (the last LayerNorm of the engine): row stored or not, x or partials.
+                    check_skip(dt, H, T, false, 2, 1e-12f, 0, 1);
+                    check_skip(dt, H, T, false, 0, 1e-12f, 0, 2);
+                    if (T <= 384) check_skip(dt, H, T, true, 0, 1e-12f, 4, 2);
                 }
         printf("skip_layernorm: %d launches checked, %d failed\n", g_checks - c0, g_failures - f0);
         c0 = g_checks, f0 = g_failures;
