@@ -309,7 +309,6 @@ void BertRuntime::build_steps(const EngineFile& engine) {
     }
     // The output linear (two logits per token) folded into the skip_layernorm computing its input:
     // one GEMM, one logits-extraction launch and one read of the last hidden states fewer per pass.
-    if (env_flag("BERTQA_UNFUSED_HEAD")) return;
     for (size_t i = 0; i < steps_.size(); ++i) {
         Step& head = steps_[i];
         if (head.kind != Step::Kind::kLinear || !head.to_output) continue;
