@@ -50,6 +50,15 @@ def label_ops(kinds: list[str]) -> list[str]:
     return out
 
 
+OTHER_GPU_OPS = ("gpu_memset", "gpu_memcpy")  # CUPTI's other device activities, as torch names them
+
+
+def other_ops(trace: dict) -> list[tuple[str, float, float]]:
+    """Memsets and copies on the device (category, start us, duration us)."""
+    return sorted((e["cat"], float(e["ts"]), float(e["dur"])) for e in trace.get("traceEvents", [])
+                  if e.get("cat") in OTHER_GPU_OPS and "dur" in e)
+
+
 def passes_from_trace(trace: dict) -> list[list[tuple[str, float, float]]]:
     """Kernel events (name, start us, duration us) split into forward passes at embed_layernorm."""
     kernels = sorted((e["ts"], e["dur"], e["name"]) for e in trace.get("traceEvents", [])
@@ -62,10 +71,14 @@ def passes_from_trace(trace: dict) -> list[list[tuple[str, float, float]]]:
     return [p for p in passes if p and "embed_layernorm" in p[0][0]]
 
 
-def summarise(passes) -> dict:
+def summarise(passes, others=()) -> dict:
+    """Per pass: the span, the time in kernels, per op the kernel time and the gaps before it, and
+    the memsets / copies that ran inside the span (others: other_ops' events)."""
     rows: dict[str, dict[str, list[float]]] = defaultdict(lambda: {"kernel": [], "gap": [], "count": []})
-    spans, busy = [], []
+    spans, busy, inside = [], [], []
     for p in passes:
+        start, end = p[0][1], max(ts + d for _, ts, d in p)
+        inside.append([(c, d) for c, ts, d in others if start <= ts < end])
         labels = label_ops([kind_of(n) for n, _, _ in p])
         per: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
         prev_end = None
@@ -81,7 +94,9 @@ def summarise(passes) -> dict:
         spans.append(p[-1][1] + p[-1][2] - p[0][1])
         busy.append(sum(d for _, _, d in p))
     med = statistics.median
-    return {"passes": len(passes), "span_us": med(spans), "kernel_us": med(busy),
+    other = {c: {"count": med([sum(1 for k, _ in i if k == c) for i in inside]),
+                 "us": med([sum(d for k, d in i if k == c) for i in inside])} for c in OTHER_GPU_OPS}
+    return {"passes": len(passes), "span_us": med(spans), "kernel_us": med(busy), "other": other,
             "ops": {k: {"count": int(med(v["count"])), "kernel_us": med(v["kernel"]), "gap_us": med(v["gap"])}
                     for k, v in rows.items()}}
 
@@ -119,13 +134,15 @@ def main(argv=None) -> int:
     passes = passes_from_trace(trace)
     if not passes:
         raise SystemExit("graph_trace.py: the trace holds no kernels of the engine (CUPTI saw no graph kernels)")
-    s = summarise(passes)
+    s = summarise(passes, other_ops(trace))
     print(f"{Path(args.engine).name} B={args.batch} S={args.seq}: {s['passes']} passes traced; per pass (median): "
           f"first kernel start to last kernel end {s['span_us']:.1f} us, in kernels {s['kernel_us']:.1f} us, "
           f"between kernels {s['span_us'] - s['kernel_us']:.1f} us")
     print(f"| op | kernels per pass | kernel us | gap before us |\n|---|---:|---:|---:|")
     for label, r in sorted(s["ops"].items(), key=lambda kv: -kv[1]["kernel_us"] - kv[1]["gap_us"]):
         print(f"| {label} | {r['count']} | {r['kernel_us']:.1f} | {r['gap_us']:.1f} |")
+    print("inside the pass, besides kernels: " + ", ".join(
+        f"{c.removeprefix('gpu_')} {r['count']:g} ({r['us']:.1f} us)" for c, r in s["other"].items()))
     if args.json:
         args.json.write_text(json.dumps(s, indent=1))
     return 0

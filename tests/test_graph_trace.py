@@ -52,3 +52,15 @@ def test_summary_splits_kernels_and_gaps(graph_trace):
     assert s["ops"]["QKV GEMM"] == {"count": 2, "kernel_us": 8.0, "gap_us": 3.0}
     assert s["ops"]["skip_layernorm"]["count"] == 4
     assert s["ops"]["embed_layernorm"]["gap_us"] == 0.0
+    assert s["other"]["gpu_memset"] == {"count": 0, "us": 0}
+
+
+def test_memsets_inside_a_pass_are_counted(graph_trace):
+    trace = fake_trace(passes=2, layers=1, dur=4.0, gap=1.5)
+    kernels = [e for e in trace["traceEvents"] if e.get("cat") == "kernel"]
+    first = kernels[1]["ts"] + 4.5  # in the gap after pass 1's first GEMM
+    trace["traceEvents"] += [{"cat": "gpu_memset", "name": "Memset", "ts": first, "dur": 0.5},
+                             {"cat": "gpu_memcpy", "name": "Memcpy HtoD", "ts": 10.0, "dur": 2.0}]  # before any pass
+    s = graph_trace.summarise(graph_trace.passes_from_trace(trace), graph_trace.other_ops(trace))
+    assert s["other"]["gpu_memset"] == {"count": 0.5, "us": 0.25}  # median of one pass with it, one without
+    assert s["other"]["gpu_memcpy"] == {"count": 0, "us": 0}
