@@ -44,49 +44,6 @@ struct BertRuntime::ShapeState {
 
 namespace {
 
-// The capture's single last node (nullptr when the stream is not capturing or it has several).
-cudaGraphNode_t capture_tail(cudaStream_t stream) {
-    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
-    const cudaGraphNode_t* deps = nullptr;
-    size_t n = 0;
-    if (cudaStreamGetCaptureInfo(stream, &status, nullptr, nullptr, &deps, nullptr, &n) != cudaSuccess ||
-        status != cudaStreamCaptureStatusActive || n != 1)
-        return nullptr;
-    return deps[0];
-}
-
-// cuBLASLt's Hopper kernels for large products clear part of the workspace with a memset before
-// each product: captured from one stream, the memset waits for the op before the GEMM (a LayerNorm,
-// attention) and the GEMM waits for the memset, ~4 us per GEMM at B=128 (scripts/graph_trace.py).
-// The memset only needs the previous GEMM (the workspace's last user) to be done, so it is moved
-// there and runs beside the op in between; the GEMM then waits for both. Only the exact pattern
-// before -> memset(inside the workspace) -> GEMM kernel is rewired; anything else is left alone.
-void overlap_workspace_memsets(cudaGraph_t g, const std::vector<std::pair<cudaGraphNode_t, cudaGraphNode_t>>& gemms,
-                               const void* workspace, size_t workspace_bytes) {
-    const auto* ws = static_cast<const char*>(workspace);
-    cudaGraphNode_t previous = nullptr;  // the last GEMM's node
-    for (const auto& [before, gemm] : gemms) {
-        const cudaGraphNode_t last_user = previous;
-        previous = gemm;
-        if (!before || !gemm) continue;
-        cudaGraphNode_t memset = nullptr, dep = nullptr;
-        size_t n = 1;
-        if (cudaGraphNodeGetDependencies(gemm, &memset, nullptr, &n) != cudaSuccess || n != 1) continue;
-        cudaGraphNodeType type;
-        if (cudaGraphNodeGetType(memset, &type) != cudaSuccess || type != cudaGraphNodeTypeMemset) continue;
-        cudaMemsetParams mp{};
-        if (cudaGraphMemsetNodeGetParams(memset, &mp) != cudaSuccess) continue;
-        const auto* dst = static_cast<const char*>(mp.dst);
-        if (dst < ws || dst >= ws + workspace_bytes) continue;
-        n = 1;
-        if (cudaGraphNodeGetDependencies(memset, &dep, nullptr, &n) != cudaSuccess || n != 1 || dep != before) continue;
-        if (last_user == before) continue;  // GEMM after GEMM: nothing runs in between
-        BERTQA_CUDA_CHECK(cudaGraphRemoveDependencies(g, &before, &memset, nullptr, 1));
-        BERTQA_CUDA_CHECK(cudaGraphAddDependencies(g, &before, &gemm, nullptr, 1));
-        if (last_user) BERTQA_CUDA_CHECK(cudaGraphAddDependencies(g, &last_user, &memset, nullptr, 1));
-    }
-}
-
 const char* const kInputIds = "input_ids";
 const char* const kSegmentIds = "segment_ids";
 const char* const kInputMask = "input_mask";
@@ -570,12 +527,13 @@ void BertRuntime::enqueue_ops(ShapeState& st, const Exec& x) {
             }
             case Step::Kind::kLinear: {
                 if (s.in_layernorm) break;  // computed by the skip_layernorm before it
-                const cudaGraphNode_t before = captured_gemms_ ? capture_tail(stream) : nullptr;
-                const bool split = st.partials[size_t(s.linear_index)] > 1;  // fp32 partials; the LayerNorm adds the bias
-                void* y = split ? partials_.get() : act(s.out);
+                if (st.partials[size_t(s.linear_index)] > 1) {  // fp32 partials; the LayerNorm adds the bias
+                    st.gemms[size_t(s.linear_index)].run(w(s, 0), act(s.in0), partials_.get(), workspace_.get(),
+                                                         workspace_bytes_, stream);
+                    break;
+                }
+                void* y = act(s.out);
                 st.gemms[size_t(s.linear_index)].run(w(s, 0), act(s.in0), y, workspace_.get(), workspace_bytes_, stream);
-                if (captured_gemms_) captured_gemms_->emplace_back(before, capture_tail(stream));
-                if (split) break;
                 if (s.plugin_gelu) {
                     BiasGeluParams p{};
                     p.dtype = dt;
@@ -654,13 +612,9 @@ void BertRuntime::run_graph(ShapeState& st, const Exec& x) {
         cudaStream_t stream = stream_->get();
         BERTQA_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
         cudaGraph_t raw = nullptr;
-        std::vector<std::pair<cudaGraphNode_t, cudaGraphNode_t>> gemms;
         try {
-            captured_gemms_ = &gemms;
             enqueue_ops(st, x);
-            captured_gemms_ = nullptr;
         } catch (const std::exception& ex) {
-            captured_gemms_ = nullptr;
             cudaStreamEndCapture(stream, &raw);
             if (raw) cudaGraphDestroy(raw);
             cudaGetLastError();
@@ -669,8 +623,6 @@ void BertRuntime::run_graph(ShapeState& st, const Exec& x) {
         }
         BERTQA_CUDA_CHECK(cudaStreamEndCapture(stream, &raw));
         Graph graph(raw);
-        if (!env_flag("BERTQA_NO_MEMSET_OVERLAP"))  // EXPERIMENT switch for the A/B
-            overlap_workspace_memsets(graph.get(), gemms, workspace_.get(), workspace_bytes_);
         st.graph = GraphExec(graph);
     }
     st.graph.launch(stream_->get());

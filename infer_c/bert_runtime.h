@@ -182,8 +182,6 @@ private:
     int gemm_fallbacks_ = 0;
     std::pair<int, int> staged_shape_{0, 0};
     std::vector<std::unique_ptr<Event>>* op_events_ = nullptr;  // time_ops(): one event before each op
-    // While a graph is captured: per GEMM, the capture's last node before it and its own last node.
-    std::vector<std::pair<cudaGraphNode_t, cudaGraphNode_t>>* captured_gemms_ = nullptr;
     std::mutex mu_;
 };
 
