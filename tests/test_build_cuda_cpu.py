@@ -275,15 +275,21 @@ class _FakeNative:
         return out
 
 
+def _tiny_model(monkeypatch, fake, hidden: int, intermediate: int):
+    """A 2-layer config, its random weights and a vocabulary; the builder's GEMM tuning goes to `fake`."""
+    from helpers import cuda_backend
+
+    monkeypatch.setattr(cuda_backend, "_module", lambda: fake)
+    cfg = BertConfig(vocab_size=50, hidden_size=hidden, num_layers=2, num_heads=2, intermediate_size=intermediate,
+                     max_position_embeddings=64)
+    return cfg, random_weights(cfg, seed=3), [f"t{i}" for i in range(50)]
+
+
 def test_build_engine_layout(monkeypatch, tmp_path):
     from helpers import cuda_backend
 
     fake = _FakeNative()
-    monkeypatch.setattr(cuda_backend, "_module", lambda: fake)
-    cfg = BertConfig(vocab_size=50, hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
-                     max_position_embeddings=64)
-    w = random_weights(cfg, seed=3)
-    vocab = [f"t{i}" for i in range(50)]
+    cfg, w, vocab = _tiny_model(monkeypatch, fake, hidden=64, intermediate=128)
     tcf = tmp_path / "tc.json"
     eng = cuda_backend.build_engine(cfg, w, vocab, True, [Profile(4, 32), (1, 64)], "fp16", timing_cache=tcf)
     assert eng.backend == "cuda" and eng.precision == "fp16"
@@ -355,11 +361,7 @@ def test_build_engine_chooses_split_k(monkeypatch):
     from helpers import cuda_backend
 
     fake = _SplitFriendlyNative()
-    monkeypatch.setattr(cuda_backend, "_module", lambda: fake)
-    cfg = BertConfig(vocab_size=50, hidden_size=128, num_layers=2, num_heads=2, intermediate_size=512,
-                     max_position_embeddings=64)
-    w = random_weights(cfg, seed=3)
-    vocab = [f"t{i}" for i in range(50)]
+    cfg, w, vocab = _tiny_model(monkeypatch, fake, hidden=128, intermediate=512)
     eng = cuda_backend.build_engine(cfg, w, vocab, True, [(1, 64)], "fp16")
     algos = {(a["n"], a["k"], a["epilogue"]): a for a in eng.backend_info["gemm_algos"]}
     assert algos[(128, 128, "bias")]["partials"] == 2    # attention out: K = 128 -> 2 slices of 64
