@@ -40,6 +40,9 @@ def parse_args(argv=None):
                    help="uncased WordPiece vocab (30522 tokens, BERT's)")
     p.add_argument("-b", "--batch-sizes", type=lambda t: [int(x) for x in t.split(",")], default=[128, 256],
                    help="max batch of each engine pair (padded -b B, packed -b B); comma-separated")
+    p.add_argument("--streams", type=lambda t: [int(x) for x in t.split(",")], default=[1],
+                   help="packed engine: also run with N runners of the engine, each on its own CUDA stream "
+                        "and host thread, taking calls from one queue (comma-separated counts; default 1)")
     p.add_argument("-s", "--max-seq-length", type=int, default=384)
     p.add_argument("--doc-stride", type=int, default=128)
     p.add_argument("--max-query-length", type=int, default=64)
@@ -56,6 +59,32 @@ def timed_pass(fn, batches, clocks=None, label: str = "") -> tuple[float, list]:
     with clocks.timed(label) if clocks is not None and label else contextlib.nullcontext():
         t0 = time.perf_counter()
         outs = [fn(b) for b in batches]
+        dt = time.perf_counter() - t0
+    return dt, outs
+
+
+def concurrent_pass(runners, fn, batches) -> tuple[float, list]:
+    """Seconds for all batches spread over the runners, one host thread each, every thread taking
+    the next batch from one shared queue (the runners release the GIL while the GPU works), and the
+    outputs in batch order."""
+    import itertools
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    outs, order, lock = [None] * len(batches), itertools.count(), threading.Lock()
+
+    def worker(runner):
+        while True:
+            with lock:
+                i = next(order)
+            if i >= len(batches):
+                return
+            outs[i] = fn(runner, batches[i])
+
+    with ThreadPoolExecutor(len(runners)) as pool:
+        t0 = time.perf_counter()
+        for f in [pool.submit(worker, r) for r in runners]:
+            f.result()
         dt = time.perf_counter() - t0
     return dt, outs
 
@@ -154,9 +183,27 @@ def main(argv=None) -> int:
                          "via_padded_api": {"seconds": api_s, "samples_per_s": n / api_s},
                          "rel_error_vs_padded": {"max": float(rel.max()), "mean": float(rel.mean())}})
             del pk_out
+            for k in (k for k in args.streams if k > 1):
+                # k runners of the same engine file (weights and activations each), graphs captured per
+                # runner before the timing; calls dealt from one queue.
+                runners = [packed] + [cuda_backend.CudaRunner(work / f"bert-large-packed-b{batch}.engine")
+                                      for _ in range(k - 1)]
+                call = lambda r, pb: r.run_packed(pb.input_ids, pb.segment_ids, pb.cu_seqlens)  # noqa: E731
+                for r in runners[1:]:
+                    for _ in range(2):
+                        [call(r, pb) for pb in packs]
+                label = f"packed-b{batch}-x{k}"
+                with clocks.timed(label):
+                    ks, k_out = concurrent_pass(runners, call, packs)
+                same = all(np.array_equal(a, b) for a, b in zip(k_out, (run_packed(pb) for pb in packs)))
+                rows.append({"engine": f"packed x{k}", "batch": batch, "seconds": ks, "samples_per_s": n / ks,
+                             "calls": len(idx_batches), "streams": k, "speedup_vs_padded_same_batch": pad_s / ks,
+                             "speedup_vs_one_stream": pk_s / ks, "logits_equal_to_one_stream": bool(same),
+                             "clock_label": label})
+                del runners, k_out
 
     for r in rows:
-        r["gpu_clocks"] = clocks.summary(f"{r['engine']}-b{r['batch']}")
+        r["gpu_clocks"] = clocks.summary(r.pop("clock_label", f"{r['engine']}-b{r['batch']}"))
     res = {
         "device": dev["name"], "sm": dev["sm"], "cublaslt_version": dev["cublaslt_version"],
         "model": "BERT-large (random weights), fp16", "windows": n, "questions": len(examples),
@@ -172,6 +219,12 @@ def main(argv=None) -> int:
           f"{'padded-array API':>16} {'max rel err':>11}")
     for r in rows:
         pk = r["engine"] == "packed"
+        if "streams" in r:
+            print(f"{r['engine']:<8} {r['batch']:>9} {r['calls']:>6} {r['seconds']:>8.3f} {r['samples_per_s']:>10.1f} "
+                  f"{str(round(r['speedup_vs_padded_same_batch'], 2)) + 'x':>9} "
+                  f"({r['speedup_vs_one_stream']:.3f}x one stream; logits "
+                  f"{'equal' if r['logits_equal_to_one_stream'] else 'DIFFER'})")
+            continue
         print(f"{r['engine']:<8} {r['batch']:>9} {r['calls']:>6} {r['seconds']:>8.3f} {r['samples_per_s']:>10.1f} "
               f"{(str(round(r['speedup_vs_padded_same_batch'], 2)) + 'x') if pk else '':>9} "
               f"{(str(round(r['via_padded_api']['samples_per_s'], 1)) + '/s') if pk else '':>16} "
