@@ -4,6 +4,8 @@
 # same run (Hugging Face BertForQuestionAnswering, fp16, SDPA attention, CUDA graph replay).
 # Writes a markdown table, a PNG plot and the raw JSON under $OUT (default /tmp/bench).
 #   bash scripts/inference_benchmark.sh [--quick]
+# MODELS="bert-base" / SEQS="384" narrow the sweep (e.g. to split it over two device calls; the raw
+# JSON of each case stays under $OUT/raw_results.tar.gz, and benchmark_report.py joins any cases).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/bench}; mkdir -p "$out"
@@ -14,10 +16,10 @@ iters=100
 bflags=$(for b in $batches; do printf -- "-b %s " "$b"; done)
 [ -x build/perf ] || { echo "error: build/perf is missing: run scripts/build_native.sh first"; exit 1; }
 cases=()
-for model in bert-base bert-large; do
+for model in ${MODELS:-bert-base bert-large}; do
     ckpt=/tmp/bench_ckpt/$model
     [ -f "$ckpt/model.safetensors" ] || $py scripts/make_random_checkpoint.py "$model" "$ckpt"
-    for seq in 128 384; do
+    for seq in ${SEQS:-128 384}; do
         engine=/tmp/bench_ckpt/${model}_s${seq}_fp16.engine
         $py builder.py --hf "$ckpt" -o "$engine" --backend cuda --fp16 -s "$seq" $bflags \
             -tcf /tmp/bench_ckpt/timing_cache.json
