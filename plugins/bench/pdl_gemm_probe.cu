@@ -24,6 +24,8 @@
 //   ours       linear_partials launched plainly
 //   ours+pdl   linear_partials, producer and consumer all launched with programmatic stream
 //              serialisation (programmatic edges in the graph)
+//   --rank-in-context: every cuBLASLt candidate of the builder's tuner for the B=1 shapes, timed
+//   alone (the tuner's ranking) and inside the chain: does the tuner's pick stay the fastest there?
 // Checks before any timing: every configuration against the float64 reference on fresh random
 // inputs with NaN-poisoned partials, and a hazard check for PDL (a one-CTA writer that lets
 // dependents launch at once and writes X only ~20 us later; the product must still see the new X).
@@ -536,9 +538,69 @@ void bench(const char* name, int m, int n, int k, const std::vector<int>& splits
     cudaFree(c.w); cudaFree(c.a); cudaFree(c.x); cudaFree(c.part); cudaFree(c.ws);
 }
 
+// Every cuBLASLt candidate the builder's tuner times for a shape, ranked by its time alone (the
+// tuner's ranking: back-to-back products) and by its time in the chain; does the tuner's pick hold?
+void rank_in_context(const char* name, int m, int n, int k, bertqa::GemmEpilogue epi, int p) {
+    const size_t w_bytes = size_t(n) * k * 2;
+    const int layers = std::max(24, int((160u << 20) / w_bytes) + 1);
+    Chain c{m, n, k, p, layers};
+    __half* bias = nullptr;
+    CUDA_CHECK(cudaMalloc(&c.w, w_bytes * layers));
+    CUDA_CHECK(cudaMalloc(&c.a, size_t(m) * k * 2));
+    CUDA_CHECK(cudaMalloc(&c.x, size_t(m) * k * 2));
+    CUDA_CHECK(cudaMalloc(&c.part, size_t(16) * m * n * 4));
+    CUDA_CHECK(cudaMalloc(&c.ws, c.ws_bytes));
+    CUDA_CHECK(cudaMalloc(&bias, size_t(n) * 2));
+    fill(c.w, size_t(n) * k * layers, 5, 1.0f / std::sqrt(float(k)));
+    fill(c.a, size_t(m) * k, 6, 1.0f);
+    fill(bias, n, 7, 0.1f);
+    cudaStream_t st;
+    CUDA_CHECK(cudaStreamCreate(&st));
+    bertqa::LtHandle lt;
+    bertqa::GemmShape shape{m, n, k, bertqa::GemmDType::kFloat16, epi, p, false};
+    const auto tuned = bertqa::tune_gemms({shape}, c.ws_bytes, 8, 50, true, true);
+    auto timings = tuned[0].timings;
+    std::sort(timings.begin(), timings.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+    const float base = time_chain(c, Product::kNone, nullptr, st);
+    double best_chain = 1e30, pick_chain = 0;
+    int best_rank = -1;
+    std::printf("%s m=%d n=%d k=%d %s p=%d: %zu candidates; link w/o product %.2f us\n", name, m, n, k,
+                bertqa::to_string(epi), p, timings.size(), base);
+    for (size_t i = 0; i < timings.size(); ++i) {
+        bertqa::GemmPlan plan(lt, shape);
+        if (!plan.set_algo(timings[i].first, c.ws_bytes)) continue;
+        if (epi != bertqa::GemmEpilogue::kNone) plan.set_bias(bias);
+        const double t = time_chain(c, Product::kCublasLt, &plan, st) - base;
+        if (i == 0) pick_chain = t;
+        if (t < best_chain) {
+            best_chain = t;
+            best_rank = int(i);
+        }
+        const auto& a = timings[i].first;
+        if (i < 12)
+            std::printf("   alone #%-2zu %6.2f us   in the chain %6.2f us   (algo %d tile %u stages %u splitk %d swizzle %u "
+                        "cluster %u)\n",
+                        i, timings[i].second, t, a.algo_id, a.tile, a.stages, a.splitk, a.swizzle, a.cluster_shape);
+    }
+    std::printf("   => the tuner's pick: %.2f us in the chain; the chain's best: %.2f us (alone #%d, %.2f us alone)\n",
+                pick_chain, best_chain, best_rank, best_rank >= 0 ? timings[best_rank].second : 0.0);
+    cudaStreamDestroy(st);
+    cudaFree(c.w); cudaFree(c.a); cudaFree(c.x); cudaFree(c.part); cudaFree(c.ws); cudaFree(bias);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (argc > 1 && std::strcmp(argv[1], "--rank-in-context") == 0) {
+        using E = bertqa::GemmEpilogue;
+        rank_in_context("base B=1 QKV", 128, 2304, 768, E::kBias, 1);
+        rank_in_context("base B=1 attention-out", 128, 768, 768, E::kNone, 2);
+        rank_in_context("base B=1 FFN-in", 128, 3072, 768, E::kGeluBias, 1);
+        rank_in_context("base B=1 FFN-out", 128, 768, 3072, E::kNone, 4);
+        rank_in_context("large B=1 QKV", 384, 3072, 1024, E::kBias, 1);
+        rank_in_context("large B=1 FFN-in", 384, 4096, 1024, E::kGeluBias, 1);
+        return 0;
+    }
     const bool bench_only = argc > 1 && std::strcmp(argv[1], "--bench-only") == 0;
     if (!bench_only) {
         std::mt19937_64 rng(std::random_device{}());
