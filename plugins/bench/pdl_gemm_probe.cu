@@ -23,7 +23,9 @@
 //   cublaslt   the builder's way: tune_gemms' fastest cuBLASLt algorithm for the split shape
 //   ours       linear_partials launched plainly
 //   ours+pdl   linear_partials, producer and consumer all launched with programmatic stream
-//              serialisation (programmatic edges in the graph)
+//              serialisation (programmatic edges in the graph); each kernel lets its dependents
+//              launch at entry, or with `--bench-only --trigger-late` after its main work (the
+//              product: once its loads are issued / its last wgmma retired)
 //   --rank-in-context: every cuBLASLt candidate of the builder's tuner for the B=1 shapes, timed
 //   alone (the tuner's ranking) and inside the chain: does the tuner's pick stay the fastest there?
 // Checks before any timing: every configuration against the float64 reference on fresh random
@@ -118,8 +120,8 @@ __device__ __forceinline__ void fence_accumulators(float (&d)[R]) {
 template <bool kPdl>
 __global__ void __launch_bounds__(kThreads, 1)
     linear_partials_kernel(const __grid_constant__ CUtensorMap map_x, const __grid_constant__ CUtensorMap map_w,
-                           float* __restrict__ partials, int m, int n, int k, int stages) {
-    if constexpr (kPdl) allow_dependents();
+                           float* __restrict__ partials, int m, int n, int k, int stages, int late) {
+    if (kPdl && !late) allow_dependents();
     extern __shared__ uint8_t smem_raw[];
     uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
     uint64_t* full = reinterpret_cast<uint64_t*>(smem + stages * kStageBytes);
@@ -158,6 +160,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                 tma_load_2d(smem + s * kStageBytes, &map_x, (kb0 + i) * kBlockK, m0, &full[s]);
             }
         }
+        if (kPdl && late) allow_dependents();
         return;
     }
 
@@ -178,6 +181,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
     fence_accumulators(acc);
+    if (kPdl && late) allow_dependents();  // only the epilogue's stores are left
     // The partials may still be read by the kernel before the one in front (its consumer): with
     // PDL, write only once the kernel in front (which waited for it) has finished.
     if constexpr (kPdl) grid_dependency_wait();
@@ -224,6 +228,9 @@ CUtensorMap tile_map(const void* base, int rows, int cols, int box_rows) {
     return map;
 }
 
+// Where the PDL kernels allow their dependents to launch: 0 at entry, 1 after their main work.
+int g_trigger_late = 0;
+
 int stages_for(int k, int p) { return std::min(k / kBlockK / p, kMaxStages); }
 size_t smem_for(int stages) { return size_t(stages) * kStageBytes + 2 * stages * 8 + 1024; }
 
@@ -243,14 +250,15 @@ void launch_ours(bool pdl, const void* x, const void* w, float* partials, int m,
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
     cfg.numAttrs = pdl ? 1 : 0;
-    CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, mx, mw, partials, m, n, k, stages));
+    CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, mx, mw, partials, m, n, k, stages, g_trigger_late));
 }
 
 // --- the chain's stand-ins for attention (writes X) and the LayerNorm (sums the partials) -------
 template <bool kPdl>
-__global__ void producer_kernel(const __half* __restrict__ src, __half* __restrict__ x, int count, float scale) {
+__global__ void producer_kernel(const __half* __restrict__ src, __half* __restrict__ x, int count, float scale,
+                                int late) {
     if constexpr (kPdl) {
-        allow_dependents();
+        if (!late) allow_dependents();
         grid_dependency_wait();
     }
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < count / 8; i += gridDim.x * blockDim.x) {
@@ -260,14 +268,15 @@ __global__ void producer_kernel(const __half* __restrict__ src, __half* __restri
         for (int e = 0; e < 4; ++e) h[e] = __hmul2(h[e], __float2half2_rn(scale));
         reinterpret_cast<uint4*>(x)[i] = v;
     }
+    if (kPdl && late) allow_dependents();
 }
 
 // out[r, c] = sum_q partials[q, r, c] for c < k_next (the next link's X is m x k: the first k columns).
 template <bool kPdl>
 __global__ void consumer_kernel(const float* __restrict__ partials, int p, int m, int n, __half* __restrict__ out,
-                                int k_next) {
+                                int k_next, int late) {
     if constexpr (kPdl) {
-        allow_dependents();
+        if (!late) allow_dependents();
         grid_dependency_wait();
     }
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < m * k_next; i += gridDim.x * blockDim.x) {
@@ -276,6 +285,7 @@ __global__ void consumer_kernel(const float* __restrict__ partials, int p, int m
         for (int q = 0; q < p; ++q) s += partials[(size_t(q) * m + r) * n + c];
         out[i] = __float2half(s);
     }
+    if (kPdl && late) allow_dependents();
 }
 
 template <typename K, typename... Args>
@@ -426,12 +436,12 @@ float time_chain(const Chain& c, Product prod, bertqa::GemmPlan* plan, cudaStrea
     for (int l = 0; l < c.layers; ++l) {
         const __half* wl = c.w + size_t(l) * c.n * c.k;
         launch_plain_or_pdl(pdl, producer_kernel<true>, dim3(48), dim3(256), st, (const __half*)c.a, c.x, count,
-                            kUnitScale);
+                            kUnitScale, g_trigger_late);
         if (prod == Product::kCublasLt) plan->run(wl, c.x, c.part, c.ws, c.ws_bytes, st);
         else if (prod == Product::kOurs || prod == Product::kOursPdl)
             launch_ours(pdl, c.x, wl, c.part, c.m, c.n, c.k, c.p, st);
         launch_plain_or_pdl(pdl, consumer_kernel<true>, dim3(96), dim3(256), st, (const float*)c.part, c.p, c.m, c.n,
-                            c.a, c.k);
+                            c.a, c.k, g_trigger_late);
     }
     CUDA_CHECK(cudaStreamEndCapture(st, &g));
     cudaGraphExec_t ge;
@@ -469,11 +479,11 @@ std::vector<__half> chain_result(const Chain& c, Product prod, bertqa::GemmPlan*
     for (int l = 0; l < c.layers; ++l) {
         const __half* wl = c.w + size_t(l) * c.n * c.k;
         launch_plain_or_pdl(pdl, producer_kernel<true>, dim3(48), dim3(256), st, (const __half*)c.a, c.x, c.m * c.k,
-                            kUnitScale);
+                            kUnitScale, g_trigger_late);
         if (prod == Product::kCublasLt) plan->run(wl, c.x, c.part, c.ws, c.ws_bytes, st);
         else launch_ours(pdl, c.x, wl, c.part, c.m, c.n, c.k, c.p, st);
         launch_plain_or_pdl(pdl, consumer_kernel<true>, dim3(96), dim3(256), st, (const float*)c.part, c.p, c.m, c.n,
-                            c.a, c.k);
+                            c.a, c.k, g_trigger_late);
     }
     CUDA_CHECK(cudaStreamSynchronize(st));
     std::vector<__half> out(size_t(c.m) * c.k);
@@ -602,6 +612,7 @@ int main(int argc, char** argv) {
         return 0;
     }
     const bool bench_only = argc > 1 && std::strcmp(argv[1], "--bench-only") == 0;
+    if (argc > 2 && std::strcmp(argv[2], "--trigger-late") == 0) g_trigger_late = 1;
     if (!bench_only) {
         std::mt19937_64 rng(std::random_device{}());
         int checks = 0;
