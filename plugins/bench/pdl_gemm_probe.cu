@@ -25,7 +25,8 @@
 //   ours+pdl   linear_partials, producer and consumer all launched with programmatic stream
 //              serialisation (programmatic edges in the graph); each kernel lets its dependents
 //              launch at entry, or with `--bench-only --trigger-late` after its main work (the
-//              product: once its loads are issued / its last wgmma retired)
+//              product: once its loads are issued / its last wgmma retired), or with
+//              `--trigger-mixed` the producer at entry and the product and consumer late
 //   --rank-in-context: every cuBLASLt candidate of the builder's tuner for the B=1 shapes, timed
 //   alone (the tuner's ranking) and inside the chain: does the tuner's pick stay the fastest there?
 // Checks before any timing: every configuration against the float64 reference on fresh random
@@ -228,8 +229,11 @@ CUtensorMap tile_map(const void* base, int rows, int cols, int box_rows) {
     return map;
 }
 
-// Where the PDL kernels allow their dependents to launch: 0 at entry, 1 after their main work.
-int g_trigger_late = 0;
+// Where the PDL kernels allow their dependents to launch: 0 all at entry, 1 all after their main
+// work, 2 the producer at entry (so the product fetches its weights under it), the product and the
+// consumer after their main work (the kernels after them have nothing to fetch early).
+int g_trigger_mode = 0;
+int late_for(bool producer) { return g_trigger_mode == 1 || (g_trigger_mode == 2 && !producer); }
 
 int stages_for(int k, int p) { return std::min(k / kBlockK / p, kMaxStages); }
 size_t smem_for(int stages) { return size_t(stages) * kStageBytes + 2 * stages * 8 + 1024; }
@@ -250,7 +254,7 @@ void launch_ours(bool pdl, const void* x, const void* w, float* partials, int m,
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
     cfg.numAttrs = pdl ? 1 : 0;
-    CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, mx, mw, partials, m, n, k, stages, g_trigger_late));
+    CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, mx, mw, partials, m, n, k, stages, late_for(false)));
 }
 
 // --- the chain's stand-ins for attention (writes X) and the LayerNorm (sums the partials) -------
@@ -436,12 +440,12 @@ float time_chain(const Chain& c, Product prod, bertqa::GemmPlan* plan, cudaStrea
     for (int l = 0; l < c.layers; ++l) {
         const __half* wl = c.w + size_t(l) * c.n * c.k;
         launch_plain_or_pdl(pdl, producer_kernel<true>, dim3(48), dim3(256), st, (const __half*)c.a, c.x, count,
-                            kUnitScale, g_trigger_late);
+                            kUnitScale, late_for(true));
         if (prod == Product::kCublasLt) plan->run(wl, c.x, c.part, c.ws, c.ws_bytes, st);
         else if (prod == Product::kOurs || prod == Product::kOursPdl)
             launch_ours(pdl, c.x, wl, c.part, c.m, c.n, c.k, c.p, st);
         launch_plain_or_pdl(pdl, consumer_kernel<true>, dim3(96), dim3(256), st, (const float*)c.part, c.p, c.m, c.n,
-                            c.a, c.k, g_trigger_late);
+                            c.a, c.k, late_for(false));
     }
     CUDA_CHECK(cudaStreamEndCapture(st, &g));
     cudaGraphExec_t ge;
@@ -479,11 +483,11 @@ std::vector<__half> chain_result(const Chain& c, Product prod, bertqa::GemmPlan*
     for (int l = 0; l < c.layers; ++l) {
         const __half* wl = c.w + size_t(l) * c.n * c.k;
         launch_plain_or_pdl(pdl, producer_kernel<true>, dim3(48), dim3(256), st, (const __half*)c.a, c.x, c.m * c.k,
-                            kUnitScale, g_trigger_late);
+                            kUnitScale, late_for(true));
         if (prod == Product::kCublasLt) plan->run(wl, c.x, c.part, c.ws, c.ws_bytes, st);
         else launch_ours(pdl, c.x, wl, c.part, c.m, c.n, c.k, c.p, st);
         launch_plain_or_pdl(pdl, consumer_kernel<true>, dim3(96), dim3(256), st, (const float*)c.part, c.p, c.m, c.n,
-                            c.a, c.k, g_trigger_late);
+                            c.a, c.k, late_for(false));
     }
     CUDA_CHECK(cudaStreamSynchronize(st));
     std::vector<__half> out(size_t(c.m) * c.k);
@@ -612,7 +616,8 @@ int main(int argc, char** argv) {
         return 0;
     }
     const bool bench_only = argc > 1 && std::strcmp(argv[1], "--bench-only") == 0;
-    if (argc > 2 && std::strcmp(argv[2], "--trigger-late") == 0) g_trigger_late = 1;
+    if (argc > 2 && std::strcmp(argv[2], "--trigger-late") == 0) g_trigger_mode = 1;
+    if (argc > 2 && std::strcmp(argv[2], "--trigger-mixed") == 0) g_trigger_mode = 2;
     if (!bench_only) {
         std::mt19937_64 rng(std::random_device{}());
         int checks = 0;
