@@ -238,15 +238,12 @@ int late_for(bool producer) { return g_trigger_mode == 1 || (g_trigger_mode == 2
 int stages_for(int k, int p) { return std::min(k / kBlockK / p, kMaxStages); }
 size_t smem_for(int stages) { return size_t(stages) * kStageBytes + 2 * stages * 8 + 1024; }
 
-void launch_ours(bool pdl, const void* x, const void* w, float* partials, int m, int n, int k, int p, cudaStream_t st) {
-    const int stages = stages_for(k, p);
-    const size_t smem = smem_for(stages);
-    auto kernel = pdl ? linear_partials_kernel<true> : linear_partials_kernel<false>;
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    const CUtensorMap mx = tile_map(x, m, k, kBlockM), mw = tile_map(w, n, k, kBlockN);
+// A launch with or without programmatic stream serialisation (PDL) on stream st.
+template <typename K, typename... Args>
+void launch_plain_or_pdl(bool pdl, K kernel, dim3 grid, dim3 block, size_t smem, cudaStream_t st, Args... args) {
     cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(unsigned(n / kBlockN), unsigned((m + kBlockM - 1) / kBlockM), unsigned(p));
-    cfg.blockDim = dim3(kThreads);
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
     cfg.stream = st;
     cudaLaunchAttribute attr[1];
@@ -254,7 +251,17 @@ void launch_ours(bool pdl, const void* x, const void* w, float* partials, int m,
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
     cfg.numAttrs = pdl ? 1 : 0;
-    CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, mx, mw, partials, m, n, k, stages, late_for(false)));
+    CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, args...));
+}
+
+void launch_ours(bool pdl, const void* x, const void* w, float* partials, int m, int n, int k, int p, cudaStream_t st) {
+    const int stages = stages_for(k, p);
+    const size_t smem = smem_for(stages);
+    auto kernel = pdl ? linear_partials_kernel<true> : linear_partials_kernel<false>;
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    const CUtensorMap mx = tile_map(x, m, k, kBlockM), mw = tile_map(w, n, k, kBlockN);
+    launch_plain_or_pdl(pdl, kernel, dim3(unsigned(n / kBlockN), unsigned((m + kBlockM - 1) / kBlockM), unsigned(p)),
+                        dim3(kThreads), smem, st, mx, mw, partials, m, n, k, stages, late_for(false));
 }
 
 // --- the chain's stand-ins for attention (writes X) and the LayerNorm (sums the partials) -------
@@ -290,20 +297,6 @@ __global__ void consumer_kernel(const float* __restrict__ partials, int p, int m
         out[i] = __float2half(s);
     }
     if (kPdl && late) allow_dependents();
-}
-
-template <typename K, typename... Args>
-void launch_plain_or_pdl(bool pdl, K kernel, dim3 grid, dim3 block, cudaStream_t st, Args... args) {
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = grid;
-    cfg.blockDim = block;
-    cfg.stream = st;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = pdl ? 1 : 0;
-    CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, args...));
 }
 
 // --- reference and checks --------------------------------------------------------------------
@@ -432,21 +425,25 @@ struct Chain {
     size_t ws_bytes = 32u << 20;
 };
 
-float time_chain(const Chain& c, Product prod, bertqa::GemmPlan* plan, cudaStream_t st) {
+// Enqueues the chain once: every link's producer, product (none for the kNone* baselines) and consumer.
+void enqueue_chain(const Chain& c, Product prod, bertqa::GemmPlan* plan, cudaStream_t st) {
     const bool pdl = prod == Product::kOursPdl || prod == Product::kNonePdl;
-    const int count = c.m * c.k;
-    cudaGraph_t g;
-    CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
     for (int l = 0; l < c.layers; ++l) {
         const __half* wl = c.w + size_t(l) * c.n * c.k;
-        launch_plain_or_pdl(pdl, producer_kernel<true>, dim3(48), dim3(256), st, (const __half*)c.a, c.x, count,
+        launch_plain_or_pdl(pdl, producer_kernel<true>, dim3(48), dim3(256), 0, st, (const __half*)c.a, c.x, c.m * c.k,
                             kUnitScale, late_for(true));
         if (prod == Product::kCublasLt) plan->run(wl, c.x, c.part, c.ws, c.ws_bytes, st);
         else if (prod == Product::kOurs || prod == Product::kOursPdl)
             launch_ours(pdl, c.x, wl, c.part, c.m, c.n, c.k, c.p, st);
-        launch_plain_or_pdl(pdl, consumer_kernel<true>, dim3(96), dim3(256), st, (const float*)c.part, c.p, c.m, c.n,
+        launch_plain_or_pdl(pdl, consumer_kernel<true>, dim3(96), dim3(256), 0, st, (const float*)c.part, c.p, c.m, c.n,
                             c.a, c.k, late_for(false));
     }
+}
+
+float time_chain(const Chain& c, Product prod, bertqa::GemmPlan* plan, cudaStream_t st) {
+    cudaGraph_t g;
+    CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    enqueue_chain(c, prod, plan, st);
     CUDA_CHECK(cudaStreamEndCapture(st, &g));
     cudaGraphExec_t ge;
     CUDA_CHECK(cudaGraphInstantiate(&ge, g, 0));
@@ -478,17 +475,7 @@ std::vector<__half> chain_result(const Chain& c, Product prod, bertqa::GemmPlan*
     time_chain(c, prod, plan, st);  // 23 replays of the chain: any race has had its chances
     fill(c.a, size_t(c.m) * c.k, 77, 1.0f);
     CUDA_CHECK(cudaDeviceSynchronize());
-    // one more replay from a known start
-    const bool pdl = prod == Product::kOursPdl;
-    for (int l = 0; l < c.layers; ++l) {
-        const __half* wl = c.w + size_t(l) * c.n * c.k;
-        launch_plain_or_pdl(pdl, producer_kernel<true>, dim3(48), dim3(256), st, (const __half*)c.a, c.x, c.m * c.k,
-                            kUnitScale, late_for(true));
-        if (prod == Product::kCublasLt) plan->run(wl, c.x, c.part, c.ws, c.ws_bytes, st);
-        else launch_ours(pdl, c.x, wl, c.part, c.m, c.n, c.k, c.p, st);
-        launch_plain_or_pdl(pdl, consumer_kernel<true>, dim3(96), dim3(256), st, (const float*)c.part, c.p, c.m, c.n,
-                            c.a, c.k, late_for(false));
-    }
+    enqueue_chain(c, prod, plan, st);  // one more pass from a known start
     CUDA_CHECK(cudaStreamSynchronize(st));
     std::vector<__half> out(size_t(c.m) * c.k);
     CUDA_CHECK(cudaMemcpy(out.data(), c.a, out.size() * 2, cudaMemcpyDeviceToHost));
