@@ -414,7 +414,8 @@ int main() {
     struct Enc {
         uint32_t lbo, sbo;
     };
-    const Enc encs[] = {{16, 1024}, {1024, 16}, {8192, 1024}, {1024, 8192}, {2048, 1024}, {1024, 2048}};
+    // Tried in order until one matches (a wrong one may read past the tile: stop at the first good one).
+    const Enc encs[] = {{16, 1024}, {1024, 16}, {8192, 1024}, {2048, 1024}};
     Enc good{0, 0};
     {
         Data d(Case{3, 2, 192}, 1, false);
@@ -424,7 +425,10 @@ int main() {
             CUDA_CHECK(cudaDeviceSynchronize());
             const auto [mx, rel] = check_against_reference(d, scale);
             std::printf("V descriptor lbo %5u sbo %5u: max err / max ref %.3g, rel %.3g\n", e.lbo, e.sbo, mx, rel);
-            if (mx <= 1e-2 && rel <= 2e-3 && good.sbo == 0) good = e;
+            if (mx <= 1e-2 && rel <= 2e-3) {
+                good = e;
+                break;
+            }
         }
     }
     if (good.sbo == 0) {
