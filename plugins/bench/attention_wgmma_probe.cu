@@ -108,7 +108,8 @@ __device__ __forceinline__ void wgmma_rs_tb(float (&d)[32], const uint32_t (&a)[
 }
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
-__device__ __forceinline__ void wgmma_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory"); }
 __device__ __forceinline__ void fence_regs(float (&d)[32]) {
 #pragma unroll
     for (int i = 0; i < 32; ++i) asm volatile("" : "+f"(d[i])::"memory");
@@ -119,6 +120,8 @@ __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
 }
 
 // grid (seq / 128 rounded up, heads, batch), kThreads threads, kSmemBytes of dynamic shared memory.
+// kOverlap: the next block's S = Q K^T runs on the tensor cores during this block's softmax.
+template <bool kOverlap>
 __global__ void __launch_bounds__(kThreads, 1)
     attention_wgmma_kernel(const __grid_constant__ CUtensorMap map_qkv, __half* __restrict__ out,
                            const int32_t* __restrict__ seqlens, int heads, int seq, float scale_log2, uint32_t v_lbo,
@@ -167,36 +170,43 @@ __global__ void __launch_bounds__(kThreads, 1)
     // of row r0 = 16(t/32) + (t%32)/4 (registers 4j, 4j+1) and of row r0 + 8 (4j+2, 4j+3).
     const int r_local = 16 * (t / 32) + lane / 4, c_local = 2 * (lane % 4);
     float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};
-    float o[32], s_acc[32];
+    float o[32], s_a[32], s_b[32];
+    uint32_t a[4][4];
     mbar_wait(q_full, 0);
     const uint8_t* q_tile = q_s + wg * kTileBytes;
-    for (int kb = 0; kb < nkb; ++kb) {
+    auto issue_s = [&](int kb, float (&acc)[32]) {  // S(kb) = Q K(kb)^T, committed as one group
         const int s = kb % kStages;
         mbar_wait(&full[s], (kb / kStages) & 1);
         const uint8_t* k_tile = kv_s + (2 * s) * kTileBytes;
-        const uint8_t* v_tile = kv_s + (2 * s + 1) * kTileBytes;
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < kD / 16; ++kk)
-            wgmma_ss(s_acc, smem_desc(q_tile + kk * 32, 16, 1024), smem_desc(k_tile + kk * 32, 16, 1024), kk > 0);
+            wgmma_ss(acc, smem_desc(q_tile + kk * 32, 16, 1024), smem_desc(k_tile + kk * 32, 16, 1024), kk > 0);
         wgmma_commit();
-        wgmma_wait0();
-        fence_regs(s_acc);
-        // Keys past the valid length (only in the last block) get no weight.
+    };
+    // Block kb, its S already issued into cur. With kOverlap, S(kb + 1) is issued before the softmax
+    // of block kb (the tensor cores work under it) and PV(kb - 1) is waited for only after it.
+    // Groups complete in commit order: ... S(kb), PV(kb - 1), [S(kb + 1)], PV(kb).
+    auto step = [&](int kb, float (&cur)[32], float (&nxt)[32]) {
+        const bool more = kOverlap && kb + 1 < nkb;
+        if (kOverlap && kb > 0) wgmma_wait<1>();  // S(kb) done (PV(kb - 1) may still run)
+        else wgmma_wait<0>();
+        fence_regs(cur);
+        if (more) issue_s(kb + 1, nxt);
         const int key0 = kb * kKeys + c_local;
-        if (kb == nkb - 1) {
+        if (kb == nkb - 1) {  // keys past the valid length (only in the last block) get no weight
 #pragma unroll
             for (int j = 0; j < 8; ++j)
 #pragma unroll
                 for (int e = 0; e < 2; ++e)
-                    if (key0 + 8 * j + e >= len) s_acc[4 * j + e] = s_acc[4 * j + 2 + e] = -INFINITY;
+                    if (key0 + 8 * j + e >= len) cur[4 * j + e] = cur[4 * j + 2 + e] = -INFINITY;
         }
         float alpha[2];
 #pragma unroll
         for (int hr = 0; hr < 2; ++hr) {
             float mx = -INFINITY;
 #pragma unroll
-            for (int j = 0; j < 8; ++j) mx = fmaxf(mx, fmaxf(s_acc[4 * j + 2 * hr], s_acc[4 * j + 2 * hr + 1]));
+            for (int j = 0; j < 8; ++j) mx = fmaxf(mx, fmaxf(cur[4 * j + 2 * hr], cur[4 * j + 2 * hr + 1]));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
             const float m_new = fmaxf(m_run[hr], mx * scale_log2);
@@ -207,13 +217,17 @@ __global__ void __launch_bounds__(kThreads, 1)
             for (int j = 0; j < 8; ++j)
 #pragma unroll
                 for (int e = 0; e < 2; ++e) {
-                    const float p = exp2f(fmaf(s_acc[4 * j + 2 * hr + e], scale_log2, -m_new));
-                    s_acc[4 * j + 2 * hr + e] = p;
+                    const float p = exp2f(fmaf(cur[4 * j + 2 * hr + e], scale_log2, -m_new));
+                    cur[4 * j + 2 * hr + e] = p;
                     sum += p;
                 }
             l_run[hr] = l_run[hr] * alpha[hr] + sum;  // this thread's columns only; reduced at the end
         }
         if (kb > 0) {
+            if (more) wgmma_wait<1>();  // PV(kb - 1) done; S(kb + 1) may still run
+            else wgmma_wait<0>();
+            fence_regs(o);
+            if (lane == 0) mbar_arrive(&empty[(kb - 1) % kStages]);  // block kb - 1's K and V are consumed
 #pragma unroll
             for (int j = 0; j < 8; ++j) {
                 o[4 * j] *= alpha[0];
@@ -223,23 +237,31 @@ __global__ void __launch_bounds__(kThreads, 1)
             }
         }
         // P as operand A, 16 keys at a time: the S accumulator layout is the A register layout.
-        uint32_t a[4][4];
 #pragma unroll
         for (int c = 0; c < 4; ++c) {
-            a[c][0] = pack_half2(s_acc[8 * c + 0], s_acc[8 * c + 1]);
-            a[c][1] = pack_half2(s_acc[8 * c + 2], s_acc[8 * c + 3]);
-            a[c][2] = pack_half2(s_acc[8 * c + 4], s_acc[8 * c + 5]);
-            a[c][3] = pack_half2(s_acc[8 * c + 6], s_acc[8 * c + 7]);
+            a[c][0] = pack_half2(cur[8 * c + 0], cur[8 * c + 1]);
+            a[c][1] = pack_half2(cur[8 * c + 2], cur[8 * c + 3]);
+            a[c][2] = pack_half2(cur[8 * c + 4], cur[8 * c + 5]);
+            a[c][3] = pack_half2(cur[8 * c + 6], cur[8 * c + 7]);
         }
+        const uint8_t* v_tile = kv_s + (2 * (kb % kStages) + 1) * kTileBytes;
         wgmma_fence();
 #pragma unroll
         for (int c = 0; c < 4; ++c)
             wgmma_rs_tb(o, a[c], smem_desc(v_tile + c * 16 * 128, v_lbo, v_sbo), kb > 0 || c > 0);
         wgmma_commit();
-        wgmma_wait0();
-        fence_regs(o);
-        if (lane == 0) mbar_arrive(&empty[s]);
+        if (!kOverlap && kb + 1 < nkb) {
+            wgmma_wait<0>();
+            issue_s(kb + 1, nxt);
+        }
+    };
+    issue_s(0, s_a);
+    for (int kb = 0; kb < nkb; kb += 2) {
+        step(kb, s_a, s_b);
+        if (kb + 1 < nkb) step(kb + 1, s_b, s_a);
     }
+    wgmma_wait<0>();
+    fence_regs(o);
     float inv[2];
 #pragma unroll
     for (int hr = 0; hr < 2; ++hr) {
@@ -291,14 +313,11 @@ CUtensorMap qkv_map(const void* qkv, int tokens, int heads) {
 }
 
 void launch_wgmma(const void* qkv, void* out, const int32_t* seqlens, int batch, int heads, int seq, float scale,
-                  uint32_t v_lbo, uint32_t v_sbo, cudaStream_t st) {
-    static bool raised = false;
-    if (!raised) {
-        CUDA_CHECK(cudaFuncSetAttribute(attention_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
-        raised = true;
-    }
+                  uint32_t v_lbo, uint32_t v_sbo, cudaStream_t st, bool overlap = true) {
+    auto kernel = overlap ? attention_wgmma_kernel<true> : attention_wgmma_kernel<false>;
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
     const CUtensorMap map = qkv_map(qkv, batch * seq, heads);
-    attention_wgmma_kernel<<<dim3((seq + 127) / 128, heads, batch), kThreads, kSmemBytes, st>>>(
+    kernel<<<dim3((seq + 127) / 128, heads, batch), kThreads, kSmemBytes, st>>>(
         map, static_cast<__half*>(out), seqlens, heads, seq, scale * 1.4426950408889634f, v_lbo, v_sbo);
     CUDA_CHECK(cudaGetLastError());
 }
@@ -421,7 +440,7 @@ int main() {
         Data d(Case{3, 2, 192}, 1, false);
         for (const Enc& e : encs) {
             CUDA_CHECK(cudaMemset(d.d_out, 0xFF, size_t(d.batch) * d.seq * d.heads * kD * 2));
-            launch_wgmma(d.d_qkv, d.d_out, d.d_lens, d.batch, d.heads, d.seq, scale, e.lbo, e.sbo, nullptr);
+            launch_wgmma(d.d_qkv, d.d_out, d.d_lens, d.batch, d.heads, d.seq, scale, e.lbo, e.sbo, nullptr, false);
             CUDA_CHECK(cudaDeviceSynchronize());
             const auto [mx, rel] = check_against_reference(d, scale);
             std::printf("V descriptor lbo %5u sbo %5u: max err / max ref %.3g, rel %.3g\n", e.lbo, e.sbo, mx, rel);
@@ -437,17 +456,19 @@ int main() {
     }
     // 2. More shapes with the right one (padded lengths from 1 to seq).
     int failures = 0;
-    for (const Case& c : {Case{4, 3, 128}, Case{2, 2, 384}, Case{3, 1, 512}, Case{5, 2, 64}}) {
-        Data d(c, 7 + c.seq, false);
-        CUDA_CHECK(cudaMemset(d.d_out, 0xFF, size_t(d.batch) * d.seq * d.heads * kD * 2));
-        launch_wgmma(d.d_qkv, d.d_out, d.d_lens, d.batch, d.heads, d.seq, scale, good.lbo, good.sbo, nullptr);
-        CUDA_CHECK(cudaDeviceSynchronize());
-        const auto [mx, rel] = check_against_reference(d, scale);
-        const bool ok = mx <= 1e-2 && rel <= 2e-3;
-        failures += !ok;
-        std::printf("check B=%d H=%d S=%d: max err / max ref %.3g, rel %.3g %s\n", c.batch, c.heads, c.seq, mx, rel,
-                    ok ? "ok" : "FAIL");
-    }
+    for (bool overlap : {false, true})
+        for (const Case& c : {Case{4, 3, 128}, Case{2, 2, 384}, Case{3, 1, 512}, Case{5, 2, 64}, Case{2, 2, 192}}) {
+            Data d(c, 7 + c.seq, false);
+            CUDA_CHECK(cudaMemset(d.d_out, 0xFF, size_t(d.batch) * d.seq * d.heads * kD * 2));
+            launch_wgmma(d.d_qkv, d.d_out, d.d_lens, d.batch, d.heads, d.seq, scale, good.lbo, good.sbo, nullptr,
+                         overlap);
+            CUDA_CHECK(cudaDeviceSynchronize());
+            const auto [mx, rel] = check_against_reference(d, scale);
+            const bool ok = mx <= 1e-2 && rel <= 2e-3;
+            failures += !ok;
+            std::printf("check overlap=%d B=%d H=%d S=%d: max err / max ref %.3g, rel %.3g %s\n", int(overlap), c.batch,
+                        c.heads, c.seq, mx, rel, ok ? "ok" : "FAIL");
+        }
     if (failures) return 1;
     // 3. Timing against plugins/attention.cu on full-length sequences (back-to-back launches).
     for (const Case& c : {Case{128, 16, 384}, Case{128, 12, 128}, Case{8, 16, 384}, Case{1, 16, 384}, Case{1, 12, 128},
@@ -455,13 +476,18 @@ int main() {
         Data d(c, 99, true);
         const double flop = 4.0 * c.batch * double(c.seq) * c.seq * c.heads * kD;
         const int iters = c.batch >= 64 ? 20 : 200;
+        const float t_serial = time_us([&] {
+            launch_wgmma(d.d_qkv, d.d_out, d.d_lens, d.batch, d.heads, d.seq, scale, good.lbo, good.sbo, nullptr, false);
+        }, iters);
         const float t_new = time_us([&] {
-            launch_wgmma(d.d_qkv, d.d_out, d.d_lens, d.batch, d.heads, d.seq, scale, good.lbo, good.sbo, nullptr);
+            launch_wgmma(d.d_qkv, d.d_out, d.d_lens, d.batch, d.heads, d.seq, scale, good.lbo, good.sbo, nullptr, true);
         }, iters);
         const float t_old = time_us([&] { launch_ours_now(d.d_qkv, d.d_out, d.d_lens, d.batch, d.heads, d.seq, scale, nullptr); },
                                     iters);
-        std::printf("B=%3d H=%2d S=%3d: wgmma %8.1f us (%5.0f TFLOP/s)   attention.cu %8.1f us (%5.0f TFLOP/s)   %.2fx\n",
-                    c.batch, c.heads, c.seq, t_new, flop / t_new * 1e-6, t_old, flop / t_old * 1e-6, t_old / t_new);
+        std::printf("B=%3d H=%2d S=%3d: wgmma serial %7.1f us, overlapped %7.1f us (%4.0f TFLOP/s)   attention.cu %7.1f us "
+                    "(%4.0f TFLOP/s)   %.2fx\n",
+                    c.batch, c.heads, c.seq, t_serial, t_new, flop / t_new * 1e-6, t_old, flop / t_old * 1e-6,
+                    t_old / t_new);
     }
     return 0;
 }
