@@ -12,8 +12,14 @@
 // 64 query rows each: S = Q K^T by wgmma m64n64k16 from shared memory (K-major, like a GEMM's
 // weights), the online softmax in registers (exp2, per-thread partial row sums reduced once at
 // the end), then O += P V by wgmma with P straight from the S accumulators as register operand A
-// and V as a transposed (MN-major) shared-memory operand B. No overlap of softmax and MMA inside
-// a warpgroup (FlashAttention-3's ping-pong is a next step); the SM interleaves its CTAs' warpgroups.
+// and V as a transposed (MN-major) shared-memory operand B. Two variants:
+//   serial      (kOverlap false) S, softmax, PV one after the other in each warpgroup; the SM
+//               interleaves the warpgroups of its CTAs (2 CTAs per SM: 90 registers x 288 threads)
+//   overlapped  (kOverlap true) the next block's S = Q K^T is issued before this block's softmax
+//               (FlashAttention-3's intra-warpgroup pipelining, two S accumulators, 126 registers).
+//               ptxas reports C7513 for it ("wgmma serialized: non-wgmma instructions defining
+//               input registers"): P is packed into operand A while the next S is in flight, and
+//               ptxas then serialises the wgmma; measured slower than serial (BENCHMARKS.md).
 //
 // The MN-major descriptor's two byte offsets are kernel arguments: the check runs the candidate
 // encodings and reports which one matches the reference, before anything is timed.
@@ -170,98 +176,176 @@ __global__ void __launch_bounds__(kThreads, 1)
     // of row r0 = 16(t/32) + (t%32)/4 (registers 4j, 4j+1) and of row r0 + 8 (4j+2, 4j+3).
     const int r_local = 16 * (t / 32) + lane / 4, c_local = 2 * (lane % 4);
     float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};
-    float o[32], s_a[32], s_b[32];
-    uint32_t a[4][4];
-    mbar_wait(q_full, 0);
-    const uint8_t* q_tile = q_s + wg * kTileBytes;
-    auto issue_s = [&](int kb, float (&acc)[32]) {  // S(kb) = Q K(kb)^T, committed as one group
-        const int s = kb % kStages;
-        mbar_wait(&full[s], (kb / kStages) & 1);
-        const uint8_t* k_tile = kv_s + (2 * s) * kTileBytes;
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < kD / 16; ++kk)
-            wgmma_ss(acc, smem_desc(q_tile + kk * 32, 16, 1024), smem_desc(k_tile + kk * 32, 16, 1024), kk > 0);
-        wgmma_commit();
-    };
-    // Block kb, its S already issued into cur. With kOverlap, S(kb + 1) is issued before the softmax
-    // of block kb (the tensor cores work under it) and PV(kb - 1) is waited for only after it.
-    // Groups complete in commit order: ... S(kb), PV(kb - 1), [S(kb + 1)], PV(kb).
-    auto step = [&](int kb, float (&cur)[32], float (&nxt)[32]) {
-        const bool more = kOverlap && kb + 1 < nkb;
-        if (kOverlap && kb > 0) wgmma_wait<1>();  // S(kb) done (PV(kb - 1) may still run)
-        else wgmma_wait<0>();
-        fence_regs(cur);
-        if (more) issue_s(kb + 1, nxt);
-        const int key0 = kb * kKeys + c_local;
-        if (kb == nkb - 1) {  // keys past the valid length (only in the last block) get no weight
-#pragma unroll
-            for (int j = 0; j < 8; ++j)
-#pragma unroll
-                for (int e = 0; e < 2; ++e)
-                    if (key0 + 8 * j + e >= len) cur[4 * j + e] = cur[4 * j + 2 + e] = -INFINITY;
-        }
-        float alpha[2];
-#pragma unroll
-        for (int hr = 0; hr < 2; ++hr) {
-            float mx = -INFINITY;
-#pragma unroll
-            for (int j = 0; j < 8; ++j) mx = fmaxf(mx, fmaxf(cur[4 * j + 2 * hr], cur[4 * j + 2 * hr + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float m_new = fmaxf(m_run[hr], mx * scale_log2);
-            alpha[hr] = exp2f(m_run[hr] - m_new);  // 0 on the first block (m_run = -inf)
-            m_run[hr] = m_new;
-            float sum = 0.f;
-#pragma unroll
-            for (int j = 0; j < 8; ++j)
-#pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                    const float p = exp2f(fmaf(cur[4 * j + 2 * hr + e], scale_log2, -m_new));
-                    cur[4 * j + 2 * hr + e] = p;
-                    sum += p;
-                }
-            l_run[hr] = l_run[hr] * alpha[hr] + sum;  // this thread's columns only; reduced at the end
-        }
-        if (kb > 0) {
-            if (more) wgmma_wait<1>();  // PV(kb - 1) done; S(kb + 1) may still run
-            else wgmma_wait<0>();
-            fence_regs(o);
-            if (lane == 0) mbar_arrive(&empty[(kb - 1) % kStages]);  // block kb - 1's K and V are consumed
-#pragma unroll
-            for (int j = 0; j < 8; ++j) {
-                o[4 * j] *= alpha[0];
-                o[4 * j + 1] *= alpha[0];
-                o[4 * j + 2] *= alpha[1];
-                o[4 * j + 3] *= alpha[1];
-            }
-        }
-        // P as operand A, 16 keys at a time: the S accumulator layout is the A register layout.
-#pragma unroll
-        for (int c = 0; c < 4; ++c) {
-            a[c][0] = pack_half2(cur[8 * c + 0], cur[8 * c + 1]);
-            a[c][1] = pack_half2(cur[8 * c + 2], cur[8 * c + 3]);
-            a[c][2] = pack_half2(cur[8 * c + 4], cur[8 * c + 5]);
-            a[c][3] = pack_half2(cur[8 * c + 6], cur[8 * c + 7]);
-        }
-        const uint8_t* v_tile = kv_s + (2 * (kb % kStages) + 1) * kTileBytes;
-        wgmma_fence();
-#pragma unroll
-        for (int c = 0; c < 4; ++c)
-            wgmma_rs_tb(o, a[c], smem_desc(v_tile + c * 16 * 128, v_lbo, v_sbo), kb > 0 || c > 0);
-        wgmma_commit();
-        if (!kOverlap && kb + 1 < nkb) {
+    float o[32];
+    if constexpr (!kOverlap) {
+        float s_acc[32];
+        mbar_wait(q_full, 0);
+        const uint8_t* q_tile = q_s + wg * kTileBytes;
+        for (int kb = 0; kb < nkb; ++kb) {
+            const int s = kb % kStages;
+            mbar_wait(&full[s], (kb / kStages) & 1);
+            const uint8_t* k_tile = kv_s + (2 * s) * kTileBytes;
+            const uint8_t* v_tile = kv_s + (2 * s + 1) * kTileBytes;
+            wgmma_fence();
+    #pragma unroll
+            for (int kk = 0; kk < kD / 16; ++kk)
+                wgmma_ss(s_acc, smem_desc(q_tile + kk * 32, 16, 1024), smem_desc(k_tile + kk * 32, 16, 1024), kk > 0);
+            wgmma_commit();
             wgmma_wait<0>();
-            issue_s(kb + 1, nxt);
+            fence_regs(s_acc);
+            // Keys past the valid length (only in the last block) get no weight.
+            const int key0 = kb * kKeys + c_local;
+            if (kb == nkb - 1) {
+    #pragma unroll
+                for (int j = 0; j < 8; ++j)
+    #pragma unroll
+                    for (int e = 0; e < 2; ++e)
+                        if (key0 + 8 * j + e >= len) s_acc[4 * j + e] = s_acc[4 * j + 2 + e] = -INFINITY;
+            }
+            float alpha[2];
+    #pragma unroll
+            for (int hr = 0; hr < 2; ++hr) {
+                float mx = -INFINITY;
+    #pragma unroll
+                for (int j = 0; j < 8; ++j) mx = fmaxf(mx, fmaxf(s_acc[4 * j + 2 * hr], s_acc[4 * j + 2 * hr + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float m_new = fmaxf(m_run[hr], mx * scale_log2);
+                alpha[hr] = exp2f(m_run[hr] - m_new);  // 0 on the first block (m_run = -inf)
+                m_run[hr] = m_new;
+                float sum = 0.f;
+    #pragma unroll
+                for (int j = 0; j < 8; ++j)
+    #pragma unroll
+                    for (int e = 0; e < 2; ++e) {
+                        const float p = exp2f(fmaf(s_acc[4 * j + 2 * hr + e], scale_log2, -m_new));
+                        s_acc[4 * j + 2 * hr + e] = p;
+                        sum += p;
+                    }
+                l_run[hr] = l_run[hr] * alpha[hr] + sum;  // this thread's columns only; reduced at the end
+            }
+            if (kb > 0) {
+    #pragma unroll
+                for (int j = 0; j < 8; ++j) {
+                    o[4 * j] *= alpha[0];
+                    o[4 * j + 1] *= alpha[0];
+                    o[4 * j + 2] *= alpha[1];
+                    o[4 * j + 3] *= alpha[1];
+                }
+            }
+            // P as operand A, 16 keys at a time: the S accumulator layout is the A register layout.
+            uint32_t a[4][4];
+    #pragma unroll
+            for (int c = 0; c < 4; ++c) {
+                a[c][0] = pack_half2(s_acc[8 * c + 0], s_acc[8 * c + 1]);
+                a[c][1] = pack_half2(s_acc[8 * c + 2], s_acc[8 * c + 3]);
+                a[c][2] = pack_half2(s_acc[8 * c + 4], s_acc[8 * c + 5]);
+                a[c][3] = pack_half2(s_acc[8 * c + 6], s_acc[8 * c + 7]);
+            }
+            wgmma_fence();
+    #pragma unroll
+            for (int c = 0; c < 4; ++c)
+                wgmma_rs_tb(o, a[c], smem_desc(v_tile + c * 16 * 128, v_lbo, v_sbo), kb > 0 || c > 0);
+            wgmma_commit();
+            wgmma_wait<0>();
+            fence_regs(o);
+            if (lane == 0) mbar_arrive(&empty[s]);
         }
-    };
-    issue_s(0, s_a);
-    for (int kb = 0; kb < nkb; kb += 2) {
-        step(kb, s_a, s_b);
-        if (kb + 1 < nkb) step(kb + 1, s_b, s_a);
     }
-    wgmma_wait<0>();
-    fence_regs(o);
+    if constexpr (kOverlap) {
+        float s_a[32], s_b[32];
+        uint32_t a[4][4];
+        mbar_wait(q_full, 0);
+        const uint8_t* q_tile = q_s + wg * kTileBytes;
+        auto issue_s = [&](int kb, float (&acc)[32]) {  // S(kb) = Q K(kb)^T, committed as one group
+            const int s = kb % kStages;
+            mbar_wait(&full[s], (kb / kStages) & 1);
+            const uint8_t* k_tile = kv_s + (2 * s) * kTileBytes;
+            wgmma_fence();
+    #pragma unroll
+            for (int kk = 0; kk < kD / 16; ++kk)
+                wgmma_ss(acc, smem_desc(q_tile + kk * 32, 16, 1024), smem_desc(k_tile + kk * 32, 16, 1024), kk > 0);
+            wgmma_commit();
+        };
+        // Block kb, its S already issued into cur. With kOverlap, S(kb + 1) is issued before the softmax
+        // of block kb (the tensor cores work under it) and PV(kb - 1) is waited for only after it.
+        // Groups complete in commit order: ... S(kb), PV(kb - 1), [S(kb + 1)], PV(kb).
+        auto step = [&](int kb, float (&cur)[32], float (&nxt)[32]) {
+            const bool more = kOverlap && kb + 1 < nkb;
+            if (kOverlap && kb > 0) wgmma_wait<1>();  // S(kb) done (PV(kb - 1) may still run)
+            else wgmma_wait<0>();
+            fence_regs(cur);
+            if (more) issue_s(kb + 1, nxt);
+            const int key0 = kb * kKeys + c_local;
+            if (kb == nkb - 1) {  // keys past the valid length (only in the last block) get no weight
+    #pragma unroll
+                for (int j = 0; j < 8; ++j)
+    #pragma unroll
+                    for (int e = 0; e < 2; ++e)
+                        if (key0 + 8 * j + e >= len) cur[4 * j + e] = cur[4 * j + 2 + e] = -INFINITY;
+            }
+            float alpha[2];
+    #pragma unroll
+            for (int hr = 0; hr < 2; ++hr) {
+                float mx = -INFINITY;
+    #pragma unroll
+                for (int j = 0; j < 8; ++j) mx = fmaxf(mx, fmaxf(cur[4 * j + 2 * hr], cur[4 * j + 2 * hr + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float m_new = fmaxf(m_run[hr], mx * scale_log2);
+                alpha[hr] = exp2f(m_run[hr] - m_new);  // 0 on the first block (m_run = -inf)
+                m_run[hr] = m_new;
+                float sum = 0.f;
+    #pragma unroll
+                for (int j = 0; j < 8; ++j)
+    #pragma unroll
+                    for (int e = 0; e < 2; ++e) {
+                        const float p = exp2f(fmaf(cur[4 * j + 2 * hr + e], scale_log2, -m_new));
+                        cur[4 * j + 2 * hr + e] = p;
+                        sum += p;
+                    }
+                l_run[hr] = l_run[hr] * alpha[hr] + sum;  // this thread's columns only; reduced at the end
+            }
+            if (kb > 0) {
+                if (more) wgmma_wait<1>();  // PV(kb - 1) done; S(kb + 1) may still run
+                else wgmma_wait<0>();
+                fence_regs(o);
+                if (lane == 0) mbar_arrive(&empty[(kb - 1) % kStages]);  // block kb - 1's K and V are consumed
+    #pragma unroll
+                for (int j = 0; j < 8; ++j) {
+                    o[4 * j] *= alpha[0];
+                    o[4 * j + 1] *= alpha[0];
+                    o[4 * j + 2] *= alpha[1];
+                    o[4 * j + 3] *= alpha[1];
+                }
+            }
+            // P as operand A, 16 keys at a time: the S accumulator layout is the A register layout.
+    #pragma unroll
+            for (int c = 0; c < 4; ++c) {
+                a[c][0] = pack_half2(cur[8 * c + 0], cur[8 * c + 1]);
+                a[c][1] = pack_half2(cur[8 * c + 2], cur[8 * c + 3]);
+                a[c][2] = pack_half2(cur[8 * c + 4], cur[8 * c + 5]);
+                a[c][3] = pack_half2(cur[8 * c + 6], cur[8 * c + 7]);
+            }
+            const uint8_t* v_tile = kv_s + (2 * (kb % kStages) + 1) * kTileBytes;
+            wgmma_fence();
+    #pragma unroll
+            for (int c = 0; c < 4; ++c)
+                wgmma_rs_tb(o, a[c], smem_desc(v_tile + c * 16 * 128, v_lbo, v_sbo), kb > 0 || c > 0);
+            wgmma_commit();
+            if (!kOverlap && kb + 1 < nkb) {
+                wgmma_wait<0>();
+                issue_s(kb + 1, nxt);
+            }
+        };
+        issue_s(0, s_a);
+        for (int kb = 0; kb < nkb; kb += 2) {
+            step(kb, s_a, s_b);
+            if (kb + 1 < nkb) step(kb + 1, s_b, s_a);
+        }
+        wgmma_wait<0>();
+        fence_regs(o);
+    }
     float inv[2];
 #pragma unroll
     for (int hr = 0; hr < 2; ++hr) {
