@@ -16,10 +16,9 @@
 //   serial      (kOverlap false) S, softmax, PV one after the other in each warpgroup; the SM
 //               interleaves the warpgroups of its CTAs (2 CTAs per SM: 90 registers x 288 threads)
 //   overlapped  (kOverlap true) the next block's S = Q K^T is issued before this block's softmax
-//               (FlashAttention-3's intra-warpgroup pipelining, two S accumulators, 126 registers).
-//               ptxas reports C7513 for it ("wgmma serialized: non-wgmma instructions defining
-//               input registers"): P is packed into operand A while the next S is in flight, and
-//               ptxas then serialises the wgmma; measured slower than serial (BENCHMARKS.md).
+//               (FlashAttention-3's intra-warpgroup pipelining, two S accumulators). P goes to PV
+//               through shared memory: as a register operand A, packed while the next S is in
+//               flight, ptxas serialised the wgmma (C7513) and the kernel ran at 471 us.
 //
 // The MN-major descriptor's two byte offsets are kernel arguments: the check runs the candidate
 // encodings and reports which one matches the reference, before anything is timed.
@@ -52,7 +51,8 @@ namespace {
 constexpr int kD = 64, kRowsPerWG = 64, kKeys = 64, kStages = 3;
 constexpr int kConsumers = 256, kThreads = kConsumers + 32;
 constexpr int kTileBytes = 64 * 64 * 2;  // one 64 x 64 fp16 tile, 128-byte rows
-constexpr int kSmemBytes = 2 * kTileBytes + kStages * 2 * kTileBytes + 2 * kStages * 8 + 8 + 1024;
+// Q (2 tiles), the K/V ring, P (2 tiles: the overlapped variant's operand A), barriers, alignment.
+constexpr int kSmemBytes = 2 * kTileBytes + kStages * 2 * kTileBytes + 2 * kTileBytes + 2 * kStages * 8 + 8 + 1024;
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
 __device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
@@ -104,6 +104,13 @@ __device__ __forceinline__ void wgmma_ss(float (&d)[32], uint64_t a, uint64_t b,
                  : BERTQA_ACC32
                  : "l"(a), "l"(b), "r"(scale_d));
 }
+// D (+)= A B, A from shared memory (K-major), B from shared memory transposed (MN-major).
+__device__ __forceinline__ void wgmma_ss_tb(float (&d)[32], uint64_t a, uint64_t b, int scale_d) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {" BERTQA_D32 "}, %32, %33, p, 1, 1, 0, 1;\n}\n"
+                 : BERTQA_ACC32
+                 : "l"(a), "l"(b), "r"(scale_d));
+}
 // D (+)= A B, A from registers (four fp16x2 per thread), B from shared memory, transposed (MN-major).
 __device__ __forceinline__ void wgmma_rs_tb(float (&d)[32], const uint32_t (&a)[4], uint64_t b, int scale_d) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
@@ -136,7 +143,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
     uint8_t* q_s = smem;                   // 2 tiles
     uint8_t* kv_s = smem + 2 * kTileBytes;  // stage s: K at 2s, V at 2s + 1
-    uint64_t* full = reinterpret_cast<uint64_t*>(kv_s + kStages * 2 * kTileBytes);
+    uint8_t* p_s = kv_s + kStages * 2 * kTileBytes;  // P of warpgroup w at tile w
+    uint64_t* full = reinterpret_cast<uint64_t*>(p_s + 2 * kTileBytes);
     uint64_t* empty = full + kStages;
     uint64_t* q_full = empty + kStages;
     const int warp = threadIdx.x / 32, h = blockIdx.y, b = blockIdx.z;
@@ -254,7 +262,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     if constexpr (kOverlap) {
         float s_a[32], s_b[32];
-        uint32_t a[4][4];
         mbar_wait(q_full, 0);
         const uint8_t* q_tile = q_s + wg * kTileBytes;
         auto issue_s = [&](int kb, float (&acc)[32]) {  // S(kb) = Q K(kb)^T, committed as one group
@@ -319,19 +326,26 @@ __global__ void __launch_bounds__(kThreads, 1)
                     o[4 * j + 3] *= alpha[1];
                 }
             }
-            // P as operand A, 16 keys at a time: the S accumulator layout is the A register layout.
+            // P as operand A through shared memory (a register operand A written while the next S
+            // is in flight makes ptxas serialise the wgmma, C7513): the warpgroup's 64 x 64 tile in
+            // the 128-byte swizzle (16-byte chunk j of row r at chunk j ^ (r % 8)), like Q's.
+            uint8_t* p_tile = p_s + wg * kTileBytes;
     #pragma unroll
-            for (int c = 0; c < 4; ++c) {
-                a[c][0] = pack_half2(cur[8 * c + 0], cur[8 * c + 1]);
-                a[c][1] = pack_half2(cur[8 * c + 2], cur[8 * c + 3]);
-                a[c][2] = pack_half2(cur[8 * c + 4], cur[8 * c + 5]);
-                a[c][3] = pack_half2(cur[8 * c + 6], cur[8 * c + 7]);
+            for (int hr = 0; hr < 2; ++hr) {
+                const int r = r_local + 8 * hr;
+    #pragma unroll
+                for (int j = 0; j < 8; ++j)
+                    *reinterpret_cast<uint32_t*>(p_tile + r * 128 + ((j ^ (r & 7)) << 4) + 4 * (lane % 4)) =
+                        pack_half2(cur[4 * j + 2 * hr], cur[4 * j + 2 * hr + 1]);
             }
+            asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // visible to the tensor cores
+            asm volatile("bar.sync %0, 128;" ::"r"(1 + wg) : "memory");   // the whole warpgroup's P
             const uint8_t* v_tile = kv_s + (2 * (kb % kStages) + 1) * kTileBytes;
             wgmma_fence();
     #pragma unroll
             for (int c = 0; c < 4; ++c)
-                wgmma_rs_tb(o, a[c], smem_desc(v_tile + c * 16 * 128, v_lbo, v_sbo), kb > 0 || c > 0);
+                wgmma_ss_tb(o, smem_desc(p_tile + c * 32, 16, 1024), smem_desc(v_tile + c * 16 * 128, v_lbo, v_sbo),
+                            kb > 0 || c > 0);
             wgmma_commit();
             if (!kOverlap && kb + 1 < nkb) {
                 wgmma_wait<0>();
