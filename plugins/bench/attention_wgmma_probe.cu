@@ -27,8 +27,6 @@
 //   nvcc -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -Iplugins -Iplugins/bench \
 //     plugins/bench/attention_wgmma_probe.cu build/plugins/libbertqa_plugins.a -o /tmp/attn_wgmma \
 //     && /tmp/attn_wgmma
-#include <cuda.h>
-#include <cudaTypedefs.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -45,6 +43,7 @@
 
 #include "bert_plugins.h"
 #include "cuda_check.h"
+#include "hopper_ptx.cuh"
 
 namespace {
 
@@ -54,82 +53,55 @@ constexpr int kTileBytes = 64 * 64 * 2;  // one 64 x 64 fp16 tile, 128-byte rows
 // Q (2 tiles), the K/V ring, P (2 tiles: the overlapped variant's operand A), barriers, alignment.
 constexpr int kSmemBytes = 2 * kTileBytes + kStages * 2 * kTileBytes + 2 * kTileBytes + 2 * kStages * 8 + 8 + 1024;
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
-__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count));
-}
-__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_u32(bar)) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
-    uint32_t done = 0;
-    do {
-        asm volatile(
-            "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-            : "=r"(done)
-            : "r"(smem_u32(bar)), "r"(parity)
-            : "memory");
-    } while (!done);
-}
-__device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, int c0, int c1, uint64_t* bar) {
-    asm volatile(
-        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" ::"r"(
-            smem_u32(dst)),
-        "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(smem_u32(bar))
-        : "memory");
-}
-// 128-byte swizzle descriptor with explicit leading / stride byte offsets.
-__device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t lbo, uint32_t sbo) {
-    const uint64_t addr = smem_u32(p);
-    return ((addr & 0x3FFFF) >> 4) | (uint64_t((lbo >> 4) & 0x3FFF) << 16) | (uint64_t((sbo >> 4) & 0x3FFF) << 32) |
-           (uint64_t(1) << 62);
-}
+using namespace hopper;
 
-#define BERTQA_ACC32                                                                                              \
-    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),     \
-        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),      \
-        "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),     \
-        "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-#define BERTQA_D32                                                                                  \
-    "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25," \
-    "%26,%27,%28,%29,%30,%31"
-
-// D (+)= A B, A and B from shared memory, both K-major.
-__device__ __forceinline__ void wgmma_ss(float (&d)[32], uint64_t a, uint64_t b, int scale_d) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {" BERTQA_D32 "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
-                 : BERTQA_ACC32
-                 : "l"(a), "l"(b), "r"(scale_d));
-}
-// D (+)= A B, A from shared memory (K-major), B from shared memory transposed (MN-major).
-__device__ __forceinline__ void wgmma_ss_tb(float (&d)[32], uint64_t a, uint64_t b, int scale_d) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {" BERTQA_D32 "}, %32, %33, p, 1, 1, 0, 1;\n}\n"
-                 : BERTQA_ACC32
-                 : "l"(a), "l"(b), "r"(scale_d));
-}
-// D (+)= A B, A from registers (four fp16x2 per thread), B from shared memory, transposed (MN-major).
-__device__ __forceinline__ void wgmma_rs_tb(float (&d)[32], const uint32_t (&a)[4], uint64_t b, int scale_d) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {" BERTQA_D32
-                 "}, {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
-                 : BERTQA_ACC32
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale_d));
-}
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory"); }
-__device__ __forceinline__ void fence_regs(float (&d)[32]) {
-#pragma unroll
-    for (int i = 0; i < 32; ++i) asm volatile("" : "+f"(d[i])::"memory");
-}
 __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
     const __half2 h = __floats2half2_rn(lo, hi);
     return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+// One key block's online softmax for a thread's two rows (accumulator layout of m64n64): keys at
+// or past len get no weight (last block only), S becomes P = exp2(S scale_log2 - m) in place, the
+// running max and this thread's partial row sums advance; alpha = exp2(m_old - m_new) rescales O.
+__device__ __forceinline__ void online_softmax(float (&s)[32], bool last, int key0, int len, float scale_log2,
+                                               float (&m_run)[2], float (&l_run)[2], float (&alpha)[2]) {
+    if (last) {
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 2; ++e)
+                if (key0 + 8 * j + e >= len) s[4 * j + e] = s[4 * j + 2 + e] = -INFINITY;
+    }
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) mx = fmaxf(mx, fmaxf(s[4 * j + 2 * hr], s[4 * j + 2 * hr + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m_run[hr], mx * scale_log2);
+        alpha[hr] = exp2f(m_run[hr] - m_new);  // 0 on the first block (m_run = -inf)
+        m_run[hr] = m_new;
+        float sum = 0.f;
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const float p = exp2f(fmaf(s[4 * j + 2 * hr + e], scale_log2, -m_new));
+                s[4 * j + 2 * hr + e] = p;
+                sum += p;
+            }
+        l_run[hr] = l_run[hr] * alpha[hr] + sum;  // this thread's columns only; reduced at the end
+    }
+}
+__device__ __forceinline__ void rescale(float (&o)[32], const float (&alpha)[2]) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+        o[4 * j] *= alpha[0];
+        o[4 * j + 1] *= alpha[0];
+        o[4 * j + 2] *= alpha[1];
+        o[4 * j + 3] *= alpha[1];
+    }
 }
 
 // grid (seq / 128 rounded up, heads, batch), kThreads threads, kSmemBytes of dynamic shared memory.
@@ -151,14 +123,14 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int q0 = blockIdx.x * 2 * kRowsPerWG, row0 = b * seq;
     const int len = min(max(seqlens[b], 1), seq);
     const int nkb = (len + kKeys - 1) / kKeys;
-    if (threadIdx.x == kConsumers) asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&map_qkv)) : "memory");
+    if (threadIdx.x == kConsumers) prefetch_tensormap(&map_qkv);
     if (threadIdx.x == 0) {
         for (int s = 0; s < kStages; ++s) {
             mbar_init(&full[s], 1);
             mbar_init(&empty[s], kConsumers / 32);
         }
         mbar_init(q_full, 1);
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        fence_mbarrier_init();
     }
     __syncthreads();
 
@@ -197,50 +169,13 @@ __global__ void __launch_bounds__(kThreads, 1)
             wgmma_fence();
     #pragma unroll
             for (int kk = 0; kk < kD / 16; ++kk)
-                wgmma_ss(s_acc, smem_desc(q_tile + kk * 32, 16, 1024), smem_desc(k_tile + kk * 32, 16, 1024), kk > 0);
+                wgmma_m64n64k16(s_acc, smem_desc(q_tile + kk * 32, 16, 1024), smem_desc(k_tile + kk * 32, 16, 1024), kk > 0);
             wgmma_commit();
             wgmma_wait<0>();
             fence_regs(s_acc);
-            // Keys past the valid length (only in the last block) get no weight.
-            const int key0 = kb * kKeys + c_local;
-            if (kb == nkb - 1) {
-    #pragma unroll
-                for (int j = 0; j < 8; ++j)
-    #pragma unroll
-                    for (int e = 0; e < 2; ++e)
-                        if (key0 + 8 * j + e >= len) s_acc[4 * j + e] = s_acc[4 * j + 2 + e] = -INFINITY;
-            }
             float alpha[2];
-    #pragma unroll
-            for (int hr = 0; hr < 2; ++hr) {
-                float mx = -INFINITY;
-    #pragma unroll
-                for (int j = 0; j < 8; ++j) mx = fmaxf(mx, fmaxf(s_acc[4 * j + 2 * hr], s_acc[4 * j + 2 * hr + 1]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                const float m_new = fmaxf(m_run[hr], mx * scale_log2);
-                alpha[hr] = exp2f(m_run[hr] - m_new);  // 0 on the first block (m_run = -inf)
-                m_run[hr] = m_new;
-                float sum = 0.f;
-    #pragma unroll
-                for (int j = 0; j < 8; ++j)
-    #pragma unroll
-                    for (int e = 0; e < 2; ++e) {
-                        const float p = exp2f(fmaf(s_acc[4 * j + 2 * hr + e], scale_log2, -m_new));
-                        s_acc[4 * j + 2 * hr + e] = p;
-                        sum += p;
-                    }
-                l_run[hr] = l_run[hr] * alpha[hr] + sum;  // this thread's columns only; reduced at the end
-            }
-            if (kb > 0) {
-    #pragma unroll
-                for (int j = 0; j < 8; ++j) {
-                    o[4 * j] *= alpha[0];
-                    o[4 * j + 1] *= alpha[0];
-                    o[4 * j + 2] *= alpha[1];
-                    o[4 * j + 3] *= alpha[1];
-                }
-            }
+            online_softmax(s_acc, kb == nkb - 1, kb * kKeys + c_local, len, scale_log2, m_run, l_run, alpha);
+            if (kb > 0) rescale(o, alpha);
             // P as operand A, 16 keys at a time: the S accumulator layout is the A register layout.
             uint32_t a[4][4];
     #pragma unroll
@@ -253,7 +188,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             wgmma_fence();
     #pragma unroll
             for (int c = 0; c < 4; ++c)
-                wgmma_rs_tb(o, a[c], smem_desc(v_tile + c * 16 * 128, v_lbo, v_sbo), kb > 0 || c > 0);
+                wgmma_m64n64k16_rs_tb(o, a[c], smem_desc(v_tile + c * 16 * 128, v_lbo, v_sbo), kb > 0 || c > 0);
             wgmma_commit();
             wgmma_wait<0>();
             fence_regs(o);
@@ -271,7 +206,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             wgmma_fence();
     #pragma unroll
             for (int kk = 0; kk < kD / 16; ++kk)
-                wgmma_ss(acc, smem_desc(q_tile + kk * 32, 16, 1024), smem_desc(k_tile + kk * 32, 16, 1024), kk > 0);
+                wgmma_m64n64k16(acc, smem_desc(q_tile + kk * 32, 16, 1024), smem_desc(k_tile + kk * 32, 16, 1024), kk > 0);
             wgmma_commit();
         };
         // Block kb, its S already issued into cur. With kOverlap, S(kb + 1) is issued before the softmax
@@ -283,48 +218,14 @@ __global__ void __launch_bounds__(kThreads, 1)
             else wgmma_wait<0>();
             fence_regs(cur);
             if (more) issue_s(kb + 1, nxt);
-            const int key0 = kb * kKeys + c_local;
-            if (kb == nkb - 1) {  // keys past the valid length (only in the last block) get no weight
-    #pragma unroll
-                for (int j = 0; j < 8; ++j)
-    #pragma unroll
-                    for (int e = 0; e < 2; ++e)
-                        if (key0 + 8 * j + e >= len) cur[4 * j + e] = cur[4 * j + 2 + e] = -INFINITY;
-            }
             float alpha[2];
-    #pragma unroll
-            for (int hr = 0; hr < 2; ++hr) {
-                float mx = -INFINITY;
-    #pragma unroll
-                for (int j = 0; j < 8; ++j) mx = fmaxf(mx, fmaxf(cur[4 * j + 2 * hr], cur[4 * j + 2 * hr + 1]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                const float m_new = fmaxf(m_run[hr], mx * scale_log2);
-                alpha[hr] = exp2f(m_run[hr] - m_new);  // 0 on the first block (m_run = -inf)
-                m_run[hr] = m_new;
-                float sum = 0.f;
-    #pragma unroll
-                for (int j = 0; j < 8; ++j)
-    #pragma unroll
-                    for (int e = 0; e < 2; ++e) {
-                        const float p = exp2f(fmaf(cur[4 * j + 2 * hr + e], scale_log2, -m_new));
-                        cur[4 * j + 2 * hr + e] = p;
-                        sum += p;
-                    }
-                l_run[hr] = l_run[hr] * alpha[hr] + sum;  // this thread's columns only; reduced at the end
-            }
+            online_softmax(cur, kb == nkb - 1, kb * kKeys + c_local, len, scale_log2, m_run, l_run, alpha);
             if (kb > 0) {
                 if (more) wgmma_wait<1>();  // PV(kb - 1) done; S(kb + 1) may still run
                 else wgmma_wait<0>();
                 fence_regs(o);
                 if (lane == 0) mbar_arrive(&empty[(kb - 1) % kStages]);  // block kb - 1's K and V are consumed
-    #pragma unroll
-                for (int j = 0; j < 8; ++j) {
-                    o[4 * j] *= alpha[0];
-                    o[4 * j + 1] *= alpha[0];
-                    o[4 * j + 2] *= alpha[1];
-                    o[4 * j + 3] *= alpha[1];
-                }
+                rescale(o, alpha);
             }
             // P as operand A through shared memory (a register operand A written while the next S
             // is in flight makes ptxas serialise the wgmma, C7513): the warpgroup's 64 x 64 tile in
@@ -344,7 +245,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             wgmma_fence();
     #pragma unroll
             for (int c = 0; c < 4; ++c)
-                wgmma_ss_tb(o, smem_desc(p_tile + c * 32, 16, 1024), smem_desc(v_tile + c * 16 * 128, v_lbo, v_sbo),
+                wgmma_m64n64k16<1>(o, smem_desc(p_tile + c * 32, 16, 1024), smem_desc(v_tile + c * 16 * 128, v_lbo, v_sbo),
                             kb > 0 || c > 0);
             wgmma_commit();
             if (!kOverlap && kb + 1 < nkb) {
@@ -380,41 +281,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
 }
 
-PFN_cuTensorMapEncodeTiled_v12000 encoder() {
-    static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
-        void* p = nullptr;
-        cudaDriverEntryPointQueryResult r{};
-        CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &r));
-        if (r != cudaDriverEntryPointSuccess) {
-            std::fprintf(stderr, "no cuTensorMapEncodeTiled\n");
-            std::exit(2);
-        }
-        return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
-    }();
-    return fn;
-}
-
-// qkv [tokens, 3 * heads * 64] fp16 as 64 x 64 boxes with the 128-byte swizzle.
-CUtensorMap qkv_map(const void* qkv, int tokens, int heads) {
-    CUtensorMap map{};
-    const cuuint64_t dims[2] = {cuuint64_t(3 * heads * kD), cuuint64_t(tokens)};
-    const cuuint64_t strides[1] = {cuuint64_t(3 * heads * kD) * 2};
-    const cuuint32_t box[2] = {64, 64};
-    const cuuint32_t elem[2] = {1, 1};
-    if (encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, const_cast<void*>(qkv), dims, strides, box, elem,
-                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS) {
-        std::fprintf(stderr, "cuTensorMapEncodeTiled failed\n");
-        std::exit(2);
-    }
-    return map;
-}
-
 void launch_wgmma(const void* qkv, void* out, const int32_t* seqlens, int batch, int heads, int seq, float scale,
                   uint32_t v_lbo, uint32_t v_sbo, cudaStream_t st, bool overlap = true) {
     auto kernel = overlap ? attention_wgmma_kernel<true> : attention_wgmma_kernel<false>;
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
-    const CUtensorMap map = qkv_map(qkv, batch * seq, heads);
+    const CUtensorMap map = tile_map(qkv, batch * seq, 3 * heads * kD, 64);  // [tokens, 3 H 64] as 64 x 64 boxes
     kernel<<<dim3((seq + 127) / 128, heads, batch), kThreads, kSmemBytes, st>>>(
         map, static_cast<__half*>(out), seqlens, heads, seq, scale * 1.4426950408889634f, v_lbo, v_sbo);
     CUDA_CHECK(cudaGetLastError());
@@ -422,18 +293,10 @@ void launch_wgmma(const void* qkv, void* out, const int32_t* seqlens, int batch,
 
 void launch_ours_now(const void* qkv, void* out, const int32_t* seqlens, int batch, int heads, int seq, float scale,
                      cudaStream_t st) {
-    bertqa::AttentionParams p{};
-    p.dtype = bertqa::DType::kFloat16;
-    p.qkv = qkv;
-    p.out = out;
-    p.batch = batch;
-    p.heads = heads;
-    p.head_size = kD;
-    p.seq = seq;
-    p.seqlens = seqlens;
-    p.cu_seqlens = nullptr;
-    p.scale = scale;
-    bertqa::attention(p, st);
+    // dtype, qkv, out, batch, heads, head_size, seq, seqlens, cu_seqlens (padded: none), scale
+    bertqa::attention(bertqa::AttentionParams{bertqa::DType::kFloat16, qkv, out, batch, heads, kD, seq, seqlens, nullptr,
+                                              scale},
+                      st);
 }
 
 struct Case {

@@ -37,8 +37,6 @@
 //   nvcc -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -Iinfer_c -Iplugins \
 //     plugins/bench/pdl_gemm_probe.cu build/libbertqa_runtime.a build/plugins/libbertqa_plugins.a \
 //     -lcublasLt -o /tmp/pdl_gemm_probe && /tmp/pdl_gemm_probe
-#include <cuda.h>
-#include <cudaTypedefs.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -54,6 +52,7 @@
 
 #include "cuda_check.h"
 #include "gemm.h"
+#include "hopper_ptx.cuh"
 
 namespace {
 
@@ -62,60 +61,10 @@ constexpr int kConsumers = 256, kThreads = kConsumers + 32;
 constexpr int kABytes = kBlockM * kBlockK * 2, kBBytes = kBlockN * kBlockK * 2, kStageBytes = kABytes + kBBytes;
 constexpr int kMaxStages = 8;
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
-__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count));
-}
-__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_u32(bar)) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
-    uint32_t done = 0;
-    do {
-        asm volatile(
-            "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-            : "=r"(done)
-            : "r"(smem_u32(bar)), "r"(parity)
-            : "memory");
-    } while (!done);
-}
-__device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, int c0, int c1, uint64_t* bar) {
-    asm volatile(
-        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" ::"r"(
-            smem_u32(dst)),
-        "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(smem_u32(bar))
-        : "memory");
-}
-// K-major tile of 128-byte rows, 128-byte swizzle, 8-row core matrices 1024 bytes apart.
-__device__ __forceinline__ uint64_t smem_desc(const void* p) {
-    const uint64_t addr = smem_u32(p);
-    return ((addr & 0x3FFFF) >> 4) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
-}
+using namespace hopper;
+
 __device__ __forceinline__ void grid_dependency_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 __device__ __forceinline__ void allow_dependents() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
-
-// scale_d 0: D = A B (the first product of a tile, so the accumulators need no zeroing); 1: D += A B.
-__device__ __forceinline__ void wgmma_m64n64k16(float (&d)[32], uint64_t a, uint64_t b, int scale_d) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {"
-        "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
-        "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31"
-        "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-        : "l"(a), "l"(b), "r"(scale_d));
-}
-template <int R>
-__device__ __forceinline__ void fence_accumulators(float (&d)[R]) {
-#pragma unroll
-    for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
-}
 
 // grid (n / 64, ceil(m / 128), p); dynamic shared memory: stages * 24 KB + barriers + 1 KB alignment.
 template <bool kPdl>
@@ -131,15 +80,15 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int n0 = blockIdx.x * kBlockN, m0 = blockIdx.y * kBlockM, q = blockIdx.z, p = gridDim.z;
     const int kblocks = k / kBlockK / p, kb0 = q * kblocks;
     if (threadIdx.x == kConsumers) {
-        asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&map_x)) : "memory");
-        asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&map_w)) : "memory");
+        prefetch_tensormap(&map_x);
+        prefetch_tensormap(&map_w);
     }
     if (threadIdx.x == 0) {
         for (int s = 0; s < stages; ++s) {
             mbar_init(&full[s], 1);
             mbar_init(&empty[s], kConsumers / 32);
         }
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        fence_mbarrier_init();
     }
     __syncthreads();
 
@@ -172,16 +121,16 @@ __global__ void __launch_bounds__(kThreads, 1)
         mbar_wait(&full[s], (i / stages) & 1);
         const uint8_t* a = smem + s * kStageBytes + wg * 64 * 128;
         const uint8_t* b = smem + s * kStageBytes + kABytes;
-        asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+        wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < kBlockK / 16; ++kk)
             wgmma_m64n64k16(acc, smem_desc(a + kk * 32), smem_desc(b + kk * 32), i > 0 || kk > 0);
-        asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
-        asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory");
+        wgmma_commit();
+        wgmma_wait<1>();
         if (i > 0 && threadIdx.x % 32 == 0) mbar_arrive(&empty[(i - 1) % stages]);
     }
-    asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
-    fence_accumulators(acc);
+    wgmma_wait<0>();
+    fence_regs(acc);
     if (kPdl && late) allow_dependents();  // only the epilogue's stores are left
     // The partials may still be read by the kernel before the one in front (its consumer): with
     // PDL, write only once the kernel in front (which waited for it) has finished.
@@ -198,35 +147,6 @@ __global__ void __launch_bounds__(kThreads, 1)
             *reinterpret_cast<float2*>(out + size_t(r) * n + n0 + j * 8 + col) =
                 make_float2(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
     }
-}
-
-PFN_cuTensorMapEncodeTiled_v12000 encoder() {
-    static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
-        void* p = nullptr;
-        cudaDriverEntryPointQueryResult r{};
-        CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &r));
-        if (r != cudaDriverEntryPointSuccess) {
-            std::fprintf(stderr, "no cuTensorMapEncodeTiled\n");
-            std::exit(2);
-        }
-        return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
-    }();
-    return fn;
-}
-
-CUtensorMap tile_map(const void* base, int rows, int cols, int box_rows) {
-    CUtensorMap map{};
-    const cuuint64_t dims[2] = {cuuint64_t(cols), cuuint64_t(rows)};
-    const cuuint64_t strides[1] = {cuuint64_t(cols) * 2};
-    const cuuint32_t box[2] = {cuuint32_t(kBlockK), cuuint32_t(box_rows)};
-    const cuuint32_t elem[2] = {1, 1};
-    if (encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, const_cast<void*>(base), dims, strides, box, elem,
-                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS) {
-        std::fprintf(stderr, "cuTensorMapEncodeTiled failed\n");
-        std::exit(2);
-    }
-    return map;
 }
 
 // Where the PDL kernels allow their dependents to launch: 0 all at entry, 1 all after their main
