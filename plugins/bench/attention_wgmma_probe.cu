@@ -50,8 +50,14 @@ namespace {
 constexpr int kD = 64, kRowsPerWG = 64, kKeys = 64, kStages = 3;
 constexpr int kConsumers = 256, kThreads = kConsumers + 32;
 constexpr int kTileBytes = 64 * 64 * 2;  // one 64 x 64 fp16 tile, 128-byte rows
-// Q (2 tiles), the K/V ring, P (2 tiles: the overlapped variant's operand A), barriers, alignment.
-constexpr int kSmemBytes = 2 * kTileBytes + kStages * 2 * kTileBytes + 2 * kTileBytes + 2 * kStages * 8 + 8 + 1024;
+// Q (2 tiles), the K/V ring, P (2 tiles, the overlapped variant's operand A only), barriers, alignment.
+constexpr int smem_bytes(bool overlap) {
+    return 2 * kTileBytes + kStages * 2 * kTileBytes + (overlap ? 2 * kTileBytes : 0) + 2 * kStages * 8 + 8 + 1024;
+}
+// CTAs per SM the serial variant is compiled for (registers capped to fit them); an experiment knob.
+#ifndef BERTQA_ATTN_SERIAL_MIN_CTAS
+#define BERTQA_ATTN_SERIAL_MIN_CTAS 1
+#endif
 
 using namespace hopper;
 
@@ -104,10 +110,10 @@ __device__ __forceinline__ void rescale(float (&o)[32], const float (&alpha)[2])
     }
 }
 
-// grid (seq / 128 rounded up, heads, batch), kThreads threads, kSmemBytes of dynamic shared memory.
+// grid (seq / 128 rounded up, heads, batch), kThreads threads, smem_bytes(kOverlap) of dynamic shared memory.
 // kOverlap: the next block's S = Q K^T runs on the tensor cores during this block's softmax.
 template <bool kOverlap>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(kThreads, kOverlap ? 1 : BERTQA_ATTN_SERIAL_MIN_CTAS)
     attention_wgmma_kernel(const __grid_constant__ CUtensorMap map_qkv, __half* __restrict__ out,
                            const int32_t* __restrict__ seqlens, int heads, int seq, float scale_log2, uint32_t v_lbo,
                            uint32_t v_sbo) {
@@ -115,8 +121,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
     uint8_t* q_s = smem;                   // 2 tiles
     uint8_t* kv_s = smem + 2 * kTileBytes;  // stage s: K at 2s, V at 2s + 1
-    uint8_t* p_s = kv_s + kStages * 2 * kTileBytes;  // P of warpgroup w at tile w
-    uint64_t* full = reinterpret_cast<uint64_t*>(p_s + 2 * kTileBytes);
+    uint8_t* p_s = kv_s + kStages * 2 * kTileBytes;  // P of warpgroup w at tile w (overlapped variant)
+    uint64_t* full = reinterpret_cast<uint64_t*>(p_s + (kOverlap ? 2 * kTileBytes : 0));
     uint64_t* empty = full + kStages;
     uint64_t* q_full = empty + kStages;
     const int warp = threadIdx.x / 32, h = blockIdx.y, b = blockIdx.z;
@@ -284,9 +290,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 void launch_wgmma(const void* qkv, void* out, const int32_t* seqlens, int batch, int heads, int seq, float scale,
                   uint32_t v_lbo, uint32_t v_sbo, cudaStream_t st, bool overlap = true) {
     auto kernel = overlap ? attention_wgmma_kernel<true> : attention_wgmma_kernel<false>;
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
+    const int smem = smem_bytes(overlap);
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     const CUtensorMap map = tile_map(qkv, batch * seq, 3 * heads * kD, 64);  // [tokens, 3 H 64] as 64 x 64 boxes
-    kernel<<<dim3((seq + 127) / 128, heads, batch), kThreads, kSmemBytes, st>>>(
+    kernel<<<dim3((seq + 127) / 128, heads, batch), kThreads, smem, st>>>(
         map, static_cast<__half*>(out), seqlens, heads, seq, scale * 1.4426950408889634f, v_lbo, v_sbo);
     CUDA_CHECK(cudaGetLastError());
 }
