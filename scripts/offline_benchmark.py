@@ -182,12 +182,10 @@ def main(argv=None) -> int:
                          "warm_up_passes_s": warm_s, "speedup_vs_padded_same_batch": pad_s / pk_s,
                          "via_padded_api": {"seconds": api_s, "samples_per_s": n / api_s},
                          "rel_error_vs_padded": {"max": float(rel.max()), "mean": float(rel.mean())}})
-            del pk_out
             for k in (k for k in args.streams if k > 1):
                 # k runners of the same engine file (weights and activations each), graphs captured per
                 # runner before the timing; calls dealt from one queue.
-                runners = [packed] + [cuda_backend.CudaRunner(work / f"bert-large-packed-b{batch}.engine")
-                                      for _ in range(k - 1)]
+                runners = [packed] + [cuda_backend.CudaRunner(packed.engine_info["path"]) for _ in range(k - 1)]
                 call = lambda r, pb: r.run_packed(pb.input_ids, pb.segment_ids, pb.cu_seqlens)  # noqa: E731
                 for r in runners[1:]:
                     for _ in range(2):
@@ -195,12 +193,13 @@ def main(argv=None) -> int:
                 label = f"packed-b{batch}-x{k}"
                 with clocks.timed(label):
                     ks, k_out = concurrent_pass(runners, call, packs)
-                same = all(np.array_equal(a, b) for a, b in zip(k_out, (run_packed(pb) for pb in packs)))
+                same = all(np.array_equal(a, b) for a, b in zip(k_out, pk_out))
                 rows.append({"engine": f"packed x{k}", "batch": batch, "seconds": ks, "samples_per_s": n / ks,
                              "calls": len(idx_batches), "streams": k, "speedup_vs_padded_same_batch": pad_s / ks,
                              "speedup_vs_one_stream": pk_s / ks, "logits_equal_to_one_stream": bool(same),
                              "clock_label": label})
                 del runners, k_out
+            del pk_out
 
     for r in rows:
         r["gpu_clocks"] = clocks.summary(r.pop("clock_label", f"{r['engine']}-b{r['batch']}"))
