@@ -1,5 +1,5 @@
 // hopper_ptx.cuh: the sm_90a building blocks the Hopper probes share (pdl_gemm_probe.cu,
-// attention_wgmma_probe.cu): mbarriers, TMA 2-D tile loads with the 128-byte swizzle, wgmma
+// attention_wgmma_probe.cu, gemm_layernorm_probe.cu): mbarriers, TMA 2-D tile loads with the 128-byte swizzle, wgmma
 // shared-memory descriptors and the m64n64k16 fp16 product. Probes only: no plugin uses sm_90a code.
 #pragma once
 
