@@ -54,6 +54,7 @@
 #include "cuda_check.h"
 #include "gemm.h"
 #include "hopper_ptx.cuh"
+#include "probe_common.cuh"
 
 namespace {
 
@@ -111,13 +112,7 @@ __global__ void __launch_bounds__(kWG * 128 + 32, 1)
         prefetch_tensormap(&map_x);
         prefetch_tensormap(&map_w);
     }
-    if (threadIdx.x == 0) {
-        for (int s = 0; s < stages; ++s) {
-            mbar_init(&full[s], 1);
-            mbar_init(&empty[s], 4);  // the warps of the warpgroup that used it
-        }
-        fence_mbarrier_init();
-    }
+    init_stage_barriers(full, empty, stages, 4);  // empty: the warps of the warpgroup that used it
     __syncthreads();
 
     // The consumer thread's two rows and 16 columns (the m64n64 accumulator layout).
@@ -282,50 +277,46 @@ FusedKernel fused_kernel(int ablate, int wgs) {
     return wgs == 4 ? fused_kernel_wg<4>(ablate) : wgs == 2 ? fused_kernel_wg<2>(ablate) : fused_kernel_wg<1>(ablate);
 }
 
+// The kernel for (ablate, wgs), its attributes set, and its launch configuration: grid (n / 64,
+// ceil(m / 64)), a cluster across each row of CTAs (none for the no-cluster ablations).
+struct FusedLaunch {
+    FusedKernel kernel;
+    int stages;
+    cudaLaunchConfig_t cfg{};
+    cudaLaunchAttribute attr[1];
+    FusedLaunch(int m, int n, int k, int ring, int wgs, int ablate, cudaStream_t st) {
+        kernel = fused_kernel(ablate, wgs);
+        stages = stages_for(k, ring);
+        const size_t smem = smem_for(stages, wgs);
+        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+        cfg.gridDim = dim3(unsigned(n / kTN), unsigned((m + kBM - 1) / kBM));
+        cfg.blockDim = dim3(unsigned(threads_for(wgs)));
+        cfg.dynamicSmemBytes = smem;
+        cfg.stream = st;
+        attr[0].id = cudaLaunchAttributeClusterDimension;
+        attr[0].val.clusterDim.x = unsigned(n / kTN);
+        attr[0].val.clusterDim.y = 1;
+        attr[0].val.clusterDim.z = 1;
+        cfg.attrs = attr;
+        cfg.numAttrs = ablate == 3 || ablate == 4 ? 0 : 1;
+    }
+};
+
 void launch_fused(const __half* x, const __half* w, const __half* bias, const __half* residual, const __half* gamma,
                   const __half* beta, __half* out, int m, int n, int k, int ring, int wgs, cudaStream_t st,
                   int ablate = 0) {
-    const int stages = stages_for(k, ring);
-    const size_t smem = smem_for(stages, wgs);
-    const FusedKernel kernel = fused_kernel(ablate, wgs);
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+    FusedLaunch l(m, n, k, ring, wgs, ablate, st);
     const CUtensorMap mx = tile_map(x, m, k, kBM), mw = tile_map(w, n, k, kTN);
-    FusedArgs a{bias, residual, gamma, beta, out, m, n, k, stages, region_for(stages, wgs), 1e-12f};
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(unsigned(n / kTN), unsigned((m + kBM - 1) / kBM));
-    cfg.blockDim = dim3(unsigned(threads_for(wgs)));
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = st;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = unsigned(n / kTN);
-    attr[0].val.clusterDim.y = 1;
-    attr[0].val.clusterDim.z = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = ablate == 3 || ablate == 4 ? 0 : 1;
-    CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, mx, mw, a));
+    const FusedArgs a{bias, residual, gamma, beta, out, m, n, k, l.stages, region_for(l.stages, wgs), 1e-12f};
+    CUDA_CHECK(cudaLaunchKernelEx(&l.cfg, l.kernel, mx, mw, a));
 }
 
+// How many clusters of the full kernel can be resident at once (8 rows of CTAs asked for).
 int max_active_clusters(int n, int ring, int k, int wgs) {
-    const int stages = stages_for(k, ring);
-    const size_t smem = smem_for(stages, wgs);
-    const FusedKernel kernel = fused_kernel(0, wgs);
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(unsigned(n / kTN), 8);
-    cfg.blockDim = dim3(unsigned(threads_for(wgs)));
-    cfg.dynamicSmemBytes = smem;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = unsigned(n / kTN);
-    attr[0].val.clusterDim.y = 1;
-    attr[0].val.clusterDim.z = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
+    FusedLaunch l(8 * kBM, n, k, ring, wgs, 0, nullptr);
     int clusters = 0;
-    CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg));
+    CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, l.kernel, &l.cfg));
     return clusters;
 }
 
@@ -357,19 +348,7 @@ __global__ void reference_kernel(const __half* x, const __half* w, const __half*
         ref[size_t(r) * n + c] = (y[c] - red[0]) * red[1] * double(__half2float(gamma[c])) + double(__half2float(beta[c]));
 }
 
-__global__ void fill_kernel(__half* ptr, size_t count, uint64_t seed, float scale, float offset) {
-    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < count; i += size_t(gridDim.x) * blockDim.x) {
-        uint64_t z = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        z ^= z >> 31;
-        ptr[i] = __float2half(offset + scale * (float(z >> 40) * (2.0f / 16777216.0f) - 1.0f));
-    }
-}
-void fill(__half* ptr, size_t count, uint64_t seed, float scale, float offset = 0.f) {
-    fill_kernel<<<1024, 256>>>(ptr, count, seed, scale, offset);
-    CUDA_CHECK(cudaGetLastError());
-}
+using probe::fill;
 
 int g_failures = 0;
 
@@ -477,31 +456,7 @@ void enqueue_chain(const Chain& c, Product prod, const bertqa::GemmPlan* plan, i
 }
 
 float time_chain(const Chain& c, Product prod, const bertqa::GemmPlan* plan, int p, int ring, cudaStream_t st) {
-    cudaGraph_t g;
-    CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-    enqueue_chain(c, prod, plan, p, ring, st);
-    CUDA_CHECK(cudaStreamEndCapture(st, &g));
-    cudaGraphExec_t ge;
-    CUDA_CHECK(cudaGraphInstantiate(&ge, g, 0));
-    cudaEvent_t e0, e1;
-    CUDA_CHECK(cudaEventCreate(&e0));
-    CUDA_CHECK(cudaEventCreate(&e1));
-    std::vector<float> ms;
-    for (int r = 0; r < 23; ++r) {
-        CUDA_CHECK(cudaEventRecord(e0, st));
-        CUDA_CHECK(cudaGraphLaunch(ge, st));
-        CUDA_CHECK(cudaEventRecord(e1, st));
-        CUDA_CHECK(cudaStreamSynchronize(st));
-        float t;
-        CUDA_CHECK(cudaEventElapsedTime(&t, e0, e1));
-        if (r >= 3) ms.push_back(t);
-    }
-    std::sort(ms.begin(), ms.end());
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
-    cudaGraphExecDestroy(ge);
-    cudaGraphDestroy(g);
-    return ms[ms.size() / 2] * 1000.f / c.links;  // us per link
+    return probe::graph_median_us([&](cudaStream_t s) { enqueue_chain(c, prod, plan, p, ring, s); }, st, c.links);  // us per link
 }
 
 std::vector<__half> chain_result(const Chain& c, Product prod, const bertqa::GemmPlan* plan, int p, int ring,
@@ -515,16 +470,7 @@ std::vector<__half> chain_result(const Chain& c, Product prod, const bertqa::Gem
     return out;
 }
 
-double rel_diff(const std::vector<__half>& a, const std::vector<__half>& b) {
-    double d2 = 0, r2 = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-        const double x = __half2float(a[i]), y = __half2float(b[i]);
-        if (!std::isfinite(x)) return INFINITY;
-        d2 += (x - y) * (x - y);
-        r2 += y * y;
-    }
-    return std::sqrt(d2 / std::max(r2, 1e-30));
-}
+using probe::rel_diff;
 
 void bench(const char* name, int m, int n, int k) {
     const size_t w_bytes = size_t(n) * k * 2;

@@ -1,6 +1,7 @@
 // hopper_ptx.cuh: the sm_90a building blocks the Hopper probes share (pdl_gemm_probe.cu,
-// attention_wgmma_probe.cu, gemm_layernorm_probe.cu): mbarriers, TMA 2-D tile loads with the 128-byte swizzle, wgmma
-// shared-memory descriptors and the m64n64k16 fp16 product. Probes only: no plugin uses sm_90a code.
+// attention_wgmma_probe.cu, gemm_layernorm_probe.cu): mbarriers, TMA 2-D tile loads with the
+// 128-byte swizzle, wgmma shared-memory descriptors and the m64n64k16 fp16 product. Probes only: no
+// plugin uses sm_90a code.
 #pragma once
 
 #include <cuda.h>           // CUtensorMap and its enums (types only: the encoder comes from the driver)
@@ -37,6 +38,17 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
             : "r"(smem_u32(bar)), "r"(parity)
             : "memory");
     } while (!done);
+}
+// Thread 0 initialises a pipeline's stage barriers (full[s]: one arrival, the producer's
+// expect_tx; empty[s]: empty_arrivals consumer warps) and makes them visible to the copy engine.
+// The caller synchronises the CTA before the first use.
+__device__ __forceinline__ void init_stage_barriers(uint64_t* full, uint64_t* empty, int stages, uint32_t empty_arrivals) {
+    if (threadIdx.x != 0) return;
+    for (int s = 0; s < stages; ++s) {
+        mbar_init(&full[s], 1);
+        mbar_init(&empty[s], empty_arrivals);
+    }
+    fence_mbarrier_init();
 }
 // 2-D tile (inner coordinate c0 along the row, outer c1 across rows) into shared memory; completes on bar.
 __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, int c0, int c1, uint64_t* bar) {

@@ -53,6 +53,7 @@
 #include "cuda_check.h"
 #include "gemm.h"
 #include "hopper_ptx.cuh"
+#include "probe_common.cuh"
 
 namespace {
 
@@ -83,13 +84,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         prefetch_tensormap(&map_x);
         prefetch_tensormap(&map_w);
     }
-    if (threadIdx.x == 0) {
-        for (int s = 0; s < stages; ++s) {
-            mbar_init(&full[s], 1);
-            mbar_init(&empty[s], kConsumers / 32);
-        }
-        fence_mbarrier_init();
-    }
+    init_stage_barriers(full, empty, stages, kConsumers / 32);
     __syncthreads();
 
     if (warp == kConsumers / 32) {
@@ -230,19 +225,7 @@ __global__ void reference_kernel(const __half* x, const __half* w, double* ref, 
     ref[(size_t(q) * m + i) * n + j] = s;
 }
 
-__global__ void fill_kernel(__half* ptr, size_t count, uint64_t seed, float scale) {
-    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < count; i += size_t(gridDim.x) * blockDim.x) {
-        uint64_t z = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        z ^= z >> 31;
-        ptr[i] = __float2half(scale * (float(z >> 40) * (2.0f / 16777216.0f) - 1.0f));
-    }
-}
-void fill(__half* ptr, size_t count, uint64_t seed, float scale) {
-    fill_kernel<<<1024, 256>>>(ptr, count, seed, scale);
-    CUDA_CHECK(cudaGetLastError());
-}
+using probe::fill;
 
 // One-CTA writer for the hazard check: lets dependents launch, spins ~delay_ns, then writes x = src.
 __global__ void slow_writer_kernel(const __half* src, __half* x, int count, long long delay_ns) {
@@ -361,31 +344,7 @@ void enqueue_chain(const Chain& c, Product prod, bertqa::GemmPlan* plan, cudaStr
 }
 
 float time_chain(const Chain& c, Product prod, bertqa::GemmPlan* plan, cudaStream_t st) {
-    cudaGraph_t g;
-    CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-    enqueue_chain(c, prod, plan, st);
-    CUDA_CHECK(cudaStreamEndCapture(st, &g));
-    cudaGraphExec_t ge;
-    CUDA_CHECK(cudaGraphInstantiate(&ge, g, 0));
-    cudaEvent_t e0, e1;
-    CUDA_CHECK(cudaEventCreate(&e0));
-    CUDA_CHECK(cudaEventCreate(&e1));
-    std::vector<float> ms;
-    for (int r = 0; r < 23; ++r) {
-        CUDA_CHECK(cudaEventRecord(e0, st));
-        CUDA_CHECK(cudaGraphLaunch(ge, st));
-        CUDA_CHECK(cudaEventRecord(e1, st));
-        CUDA_CHECK(cudaStreamSynchronize(st));
-        float t;
-        CUDA_CHECK(cudaEventElapsedTime(&t, e0, e1));
-        if (r >= 3) ms.push_back(t);
-    }
-    std::sort(ms.begin(), ms.end());
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
-    cudaGraphExecDestroy(ge);
-    cudaGraphDestroy(g);
-    return ms[ms.size() / 2] * 1000.f / c.layers;  // us per link
+    return probe::graph_median_us([&](cudaStream_t s) { enqueue_chain(c, prod, plan, s); }, st, c.layers);  // us per link
 }
 
 // The chain's final activations with each product, against cuBLASLt's (the links feed each other).
@@ -402,17 +361,7 @@ std::vector<__half> chain_result(const Chain& c, Product prod, bertqa::GemmPlan*
     return out;
 }
 
-double rel_diff(const std::vector<__half>& a, const std::vector<__half>& b) {
-    double d2 = 0, r2 = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-        const double x = __half2float(a[i]), y = __half2float(b[i]);
-        if (!std::isfinite(x)) return INFINITY;
-        d2 += (x - y) * (x - y);
-        r2 += y * y;
-    }
-    if (r2 < 1e-6 * double(a.size())) return INFINITY;  // the chain collapsed: the comparison would say nothing
-    return std::sqrt(d2 / r2);
-}
+using probe::rel_diff;
 
 void bench(const char* name, int m, int n, int k, const std::vector<int>& splits) {
     // Enough weight copies to overflow the 50 MB L2 (at least 24 links).
