@@ -12,7 +12,9 @@ import pytest
 from helpers import packing
 from helpers.engine_file import Profile, save_engine
 from helpers.errors import UserError
-from test_cuda_engine_gpu import (CONFIGS, cuda, engine_path, errors,  # noqa: F401 (cuda: fixture)
+from helpers.config import BertConfig
+from helpers.weights import random_weights
+from test_cuda_engine_gpu import (CONFIGS, Reference, cuda, engine_path, errors,  # noqa: F401 (cuda: fixture)
                                   random_inputs, reference_of, weights_of)
 
 pytestmark = pytest.mark.gpu
@@ -90,6 +92,43 @@ def test_packed_matches_fixed_and_hugging_face(cuda, tmp_path_factory, name, pre
     print(f"\n[varseqlen] {name} {precision}: lengths {mask.sum(1).tolist()}, worst max|out-ref| "
           f"{max(x[0] for x in worst):.3g}, rel {w[1]:.3g} (length {w[2]}, vs {w[3]}); per sequence (rel vs hf, "
           f"vs fixed): {[(x[2], round(x[1], 5)) for x in worst]}")
+
+
+def test_activations_over_2_gib(cuda, tmp_path):  # noqa: F811
+    """Engines whose activation buffers pass 2 GiB (B=1024 x S=384 tokens, FFN width 3072: 2.4 GB)
+    compute the sequences at the far end of their buffers as well as the first ones: no 32-bit
+    offset anywhere between the GEMMs, the plugins and the buffers (a two-layer BERT-base shape)."""
+    cfg = BertConfig(1000, 768, 2, 12, 3072, max_position_embeddings=384)
+    w = random_weights(cfg, seed=11)
+    vocab = [f"t{i}" for i in range(cfg.vocab_size)]
+    batch, seq = 1024, 384
+    rng = np.random.default_rng(5)
+    lengths = np.full(batch, seq)  # nearly all full, so that the packed batch fills its capacity too
+    lengths[[1, 2, 513, batch - 2]] = [1, 37, 200, 5]
+    ids = rng.integers(1, cfg.vocab_size, size=(batch, seq), dtype=np.int32)
+    mask = (np.arange(seq)[None, :] < lengths[:, None]).astype(np.int32)
+    ids[mask == 0] = 0
+    seg = np.zeros_like(ids)
+    for b, n in enumerate(lengths):
+        seg[b, n // 3:n] = 1
+    rows = np.r_[0:4, 511:515, batch - 4:batch]  # the first, middle and last sequences
+    ref = Reference(cfg, w)(ids[rows], seg[rows], mask[rows])
+    outs = {}
+    for packed in (False, True):
+        eng = cuda.build_engine(cfg, w, vocab, True, [(batch, seq)], "fp16", max_candidates=4, packed=packed)
+        path = tmp_path / f"big_{int(packed)}.engine"
+        save_engine(path, eng)
+        runner = cuda.CudaRunner(path)
+        assert runner.engine_info["device_memory_bytes"] > 2 ** 31
+        outs[packed] = runner.run(ids, seg, mask)
+        del runner
+    for packed, out in outs.items():
+        for i, b in enumerate(rows):
+            m = mask[b:b + 1]
+            max_abs, rel = errors(out[b:b + 1], ref[i:i + 1].astype(np.float64), m)
+            scale = float(np.sqrt(np.mean(ref[mask[rows] == 1] ** 2)))
+            assert rel <= 1e-2 or max_abs <= 1e-2 * scale, (packed, int(b), int(lengths[b]), max_abs, rel)
+    np.testing.assert_allclose(outs[True][mask == 1], outs[False][mask == 1], rtol=0, atol=5e-2)
 
 
 def test_packed_split_k(cuda, tmp_path_factory, tmp_path):  # noqa: F811
