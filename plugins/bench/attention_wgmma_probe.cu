@@ -21,7 +21,9 @@
 //               flight, ptxas serialised the wgmma (C7513) and the kernel ran at 471 us.
 //
 // The MN-major descriptor's two byte offsets are kernel arguments: the check runs the candidate
-// encodings and reports which one matches the reference, before anything is timed.
+// encodings and reports which one matches the reference, before anything is timed. Timing: both
+// kernels' launches back to back in one CUDA graph (the tensor map is encoded at capture, not per
+// launch), so the small batches measure the kernels rather than the launcher's host work.
 //
 // Build and run (on the GPU machine, after `bash scripts/gpu_session.sh build`):
 //   nvcc -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -Iplugins -Iplugins/bench \
@@ -44,6 +46,7 @@
 #include "bert_plugins.h"
 #include "cuda_check.h"
 #include "hopper_ptx.cuh"
+#include "probe_common.cuh"
 
 namespace {
 
@@ -372,25 +375,12 @@ std::pair<double, double> check_against_reference(const Data& d, float scale) {
     return {max_err / max_ref, std::sqrt(e2 / r2)};
 }
 
-float time_us(const std::function<void()>& launch, int iters) {
-    cudaEvent_t e0, e1;
-    CUDA_CHECK(cudaEventCreate(&e0));
-    CUDA_CHECK(cudaEventCreate(&e1));
-    for (int i = 0; i < 3; ++i) launch();
-    std::vector<float> v;
-    for (int r = 0; r < 5; ++r) {
-        CUDA_CHECK(cudaEventRecord(e0));
-        for (int i = 0; i < iters; ++i) launch();
-        CUDA_CHECK(cudaEventRecord(e1));
-        CUDA_CHECK(cudaEventSynchronize(e1));
-        float ms;
-        CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-        v.push_back(ms * 1000.f / iters);
-    }
-    std::sort(v.begin(), v.end());
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
-    return v[v.size() / 2];
+// Microseconds per launch: `iters` launches captured as one CUDA graph (host work, the tensor map
+// and the kernel attribute, happens once at capture), median of 20 replays.
+float time_us(const std::function<void(cudaStream_t)>& launch, int iters, cudaStream_t st) {
+    for (int i = 0; i < 3; ++i) launch(st);
+    CUDA_CHECK(cudaStreamSynchronize(st));
+    return probe::graph_median_us([&](cudaStream_t s) { for (int i = 0; i < iters; ++i) launch(s); }, st, iters);
 }
 
 }  // namespace
@@ -438,20 +428,23 @@ int main() {
                         c.heads, c.seq, mx, rel, ok ? "ok" : "FAIL");
         }
     if (failures) return 1;
-    // 3. Timing against plugins/attention.cu on full-length sequences (back-to-back launches).
+    // 3. Timing against plugins/attention.cu on full-length sequences (back-to-back launches in a CUDA graph).
+    cudaStream_t st;
+    CUDA_CHECK(cudaStreamCreate(&st));
     for (const Case& c : {Case{128, 16, 384}, Case{128, 12, 128}, Case{8, 16, 384}, Case{1, 16, 384}, Case{1, 12, 128},
                           Case{64, 16, 512}}) {
         Data d(c, 99, true);
         const double flop = 4.0 * c.batch * double(c.seq) * c.seq * c.heads * kD;
         const int iters = c.batch >= 64 ? 20 : 200;
-        const float t_serial = time_us([&] {
-            launch_wgmma(d.d_qkv, d.d_out, d.d_lens, d.batch, d.heads, d.seq, scale, good.lbo, good.sbo, nullptr, false);
-        }, iters);
-        const float t_new = time_us([&] {
-            launch_wgmma(d.d_qkv, d.d_out, d.d_lens, d.batch, d.heads, d.seq, scale, good.lbo, good.sbo, nullptr, true);
-        }, iters);
-        const float t_old = time_us([&] { launch_ours_now(d.d_qkv, d.d_out, d.d_lens, d.batch, d.heads, d.seq, scale, nullptr); },
-                                    iters);
+        const float t_serial = time_us([&](cudaStream_t s) {
+            launch_wgmma(d.d_qkv, d.d_out, d.d_lens, d.batch, d.heads, d.seq, scale, good.lbo, good.sbo, s, false);
+        }, iters, st);
+        const float t_new = time_us([&](cudaStream_t s) {
+            launch_wgmma(d.d_qkv, d.d_out, d.d_lens, d.batch, d.heads, d.seq, scale, good.lbo, good.sbo, s, true);
+        }, iters, st);
+        const float t_old = time_us([&](cudaStream_t s) {
+            launch_ours_now(d.d_qkv, d.d_out, d.d_lens, d.batch, d.heads, d.seq, scale, s);
+        }, iters, st);
         std::printf("B=%3d H=%2d S=%3d: wgmma serial %7.1f us, overlapped %7.1f us (%4.0f TFLOP/s)   attention.cu %7.1f us "
                     "(%4.0f TFLOP/s)   %.2fx\n",
                     c.batch, c.heads, c.seq, t_serial, t_new, flop / t_new * 1e-6, t_old, flop / t_old * 1e-6,
