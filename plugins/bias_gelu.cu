@@ -104,13 +104,9 @@ void bias_gelu_tuned(const BiasGeluParams& p, cudaStream_t stream, int rows_per_
         const long long vectors = static_cast<long long>(p.tokens) * (p.width / vec);
         rows_per_thread = vectors >= (1ll << 22) ? 4 : 1;
     }
-    if (p.dtype == DType::kFloat32) {
-        if (vec_ok) launch_gelu<float, 4>(p, rows_per_thread, stream);
-        else launch_gelu<float, 1>(p, rows_per_thread, stream);
-    } else {
-        if (vec_ok) launch_gelu<__half, 8>(p, rows_per_thread, stream);
-        else launch_gelu<__half, 1>(p, rows_per_thread, stream);
-    }
+    dispatch_dtype_vec(p.dtype, vec_ok, [&](auto* t, auto v) {
+        launch_gelu<std::remove_pointer_t<decltype(t)>, decltype(v)::value>(p, rows_per_thread, stream);
+    });
     check_launch(fn);
 }
 

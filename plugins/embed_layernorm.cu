@@ -184,13 +184,9 @@ void embed_layernorm_tuned(const EmbedLayerNormParams& p, cudaStream_t stream, i
     // per row shorten the id -> row gather chain), 4 for many (fp32 at 49152 tokens: 149 us vs 164).
     if (max_vpt <= 0) max_vpt = p.tokens < 4096 ? 2 : 4;
     const RowConfig c = choose_row_config(p.hidden, vec, max_vpt);
-    if (p.dtype == DType::kFloat32) {
-        if (vec_ok) launch_embed<float, 4>(p, c, stream);
-        else launch_embed<float, 1>(p, c, stream);
-    } else {
-        if (vec_ok) launch_embed<__half, 8>(p, c, stream);
-        else launch_embed<__half, 1>(p, c, stream);
-    }
+    dispatch_dtype_vec(p.dtype, vec_ok, [&](auto* t, auto v) {
+        launch_embed<std::remove_pointer_t<decltype(t)>, decltype(v)::value>(p, c, stream);
+    });
     check_launch(fn);
 }
 

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "bert_plugins.h"
 
@@ -94,6 +95,20 @@ struct Io<__half, 1> {
 
 template <typename T>
 struct VecWidth { static constexpr int value = 16 / sizeof(T); };
+
+// The one dtype x vector-width switch of the memory-bound plugins: calls
+// f(static_cast<T*>(nullptr), std::integral_constant<int, V>{}) with T the element type of dtype and
+// V its 16-byte vector (4 floats, 8 halves) when vec_ok, else 1 (the scalar path).
+template <typename F>
+void dispatch_dtype_vec(DType dtype, bool vec_ok, F&& f) {
+    if (dtype == DType::kFloat32) {
+        if (vec_ok) f(static_cast<float*>(nullptr), std::integral_constant<int, 4>{});
+        else f(static_cast<float*>(nullptr), std::integral_constant<int, 1>{});
+    } else {
+        if (vec_ok) f(static_cast<__half*>(nullptr), std::integral_constant<int, 8>{});
+        else f(static_cast<__half*>(nullptr), std::integral_constant<int, 1>{});
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Row-group reduction. Every thread of the block must call it (no early exits before it).

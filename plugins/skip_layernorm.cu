@@ -244,13 +244,9 @@ void skip_layernorm_tuned(const SkipLayerNormParams& p, cudaStream_t stream, int
     // it at 384 and 49152 tokens, fp16 and fp32; 4 and 8 were slower at 384 tokens).
     if (max_vpt <= 0) max_vpt = 2;
     const RowConfig c = choose_row_config(p.hidden, vec, max_vpt);
-    if (p.dtype == DType::kFloat32) {
-        if (vec_ok) launch_skip<float, 4>(p, c, stream);
-        else launch_skip<float, 1>(p, c, stream);
-    } else {
-        if (vec_ok) launch_skip<__half, 8>(p, c, stream);
-        else launch_skip<__half, 1>(p, c, stream);
-    }
+    dispatch_dtype_vec(p.dtype, vec_ok, [&](auto* t, auto v) {
+        launch_skip<std::remove_pointer_t<decltype(t)>, decltype(v)::value>(p, c, stream);
+    });
     check_launch(fn);
 }
 
