@@ -527,13 +527,10 @@ void BertRuntime::enqueue_ops(ShapeState& st, const Exec& x) {
             }
             case Step::Kind::kLinear: {
                 if (s.in_layernorm) break;  // computed by the skip_layernorm before it
-                if (st.partials[size_t(s.linear_index)] > 1) {  // fp32 partials; the LayerNorm adds the bias
-                    st.gemms[size_t(s.linear_index)].run(w(s, 0), act(s.in0), partials_.get(), workspace_.get(),
-                                                         workspace_bytes_, stream);
-                    break;
-                }
-                void* y = act(s.out);
+                const bool split = st.partials[size_t(s.linear_index)] > 1;  // fp32 partials; the LayerNorm adds the bias
+                void* y = split ? partials_.get() : act(s.out);
                 st.gemms[size_t(s.linear_index)].run(w(s, 0), act(s.in0), y, workspace_.get(), workspace_bytes_, stream);
+                if (split) break;
                 if (s.plugin_gelu) {
                     BiasGeluParams p{};
                     p.dtype = dt;
