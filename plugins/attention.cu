@@ -20,10 +20,13 @@
 // each fragment feeding all of the warp's m-tiles; the softmax is online in fp32 registers
 // (running max / sum per row, exp2 with scale*log2(e) folded into one FFMA); key blocks past the
 // valid length are never visited. The output tile is staged through shared memory for 16-byte
-// coalesced stores. Runs on sm_80 and later (no Hopper-only instructions).
+// coalesced stores. Runs on sm_80 and later (no Hopper-only instructions). On an H100 (compute
+// capability 9.0, a build with sm_90a code) fp16 head size 64 runs the wgmma + TMA kernel of
+// attention_hopper.cu instead for large grids (pick_kernel below; ATTENTION_NOTES.md v8).
 // FP32: plain FMA (no TF32), same online softmax with expf, 32 query rows x 32 keys per step.
 // Correctness over speed: the FP32 engine must match a float64 reference within 1e-5.
 #include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <set>
@@ -625,14 +628,71 @@ void check_params(const AttentionParams& p) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Kernel choice: mma.sync (above) or the Hopper wgmma + TMA kernel (attention_hopper.cu)
+// ---------------------------------------------------------------------------------------------
+using attention_detail::Kernel;
+Kernel g_kernel_override = Kernel::kAuto;  // benchmarks and tests only
+
+// BERTQA_ATTENTION_KERNEL, read once: auto (or unset / empty), mma, wgmma.
+Kernel env_kernel() {
+    static const std::string raw = [] {
+        const char* v = std::getenv("BERTQA_ATTENTION_KERNEL");
+        return std::string(v ? v : "");
+    }();
+    if (raw.empty() || raw == "auto") return Kernel::kAuto;
+    if (raw == "mma") return Kernel::kMma;
+    if (raw == "wgmma") return Kernel::kWgmma;
+    throw std::invalid_argument("attention: BERTQA_ATTENTION_KERNEL must be auto, mma or wgmma, got '" + raw + "'");
+}
+
+// The measured rule (ATTENTION_NOTES.md, v8: both kernels timed in CUDA graphs on the H100 at
+// BERT-large / BERT-base shapes, `attention_check 0 --no-check --dispatch`). The wgmma kernel has
+// 128-row CTAs only and a longer prologue (Q and the first K/V block through TMA before the first
+// product), so it pays off once the sequences are long and its CTAs fill the GPU:
+//   seq <= 128          never (0.68-0.96x at S 128, B 1..128);
+//   seq >= 320          from 1.75 x SMs CTAs of 128 rows (1.02-1.49x there, except BERT-large
+//                       B 8 S 320 0.96x and BERT-base B 8 S 384 1.00x; below it B 1 0.75-0.81x,
+//                       B 2-4 0.74-1.06x);
+//   129 <= seq < 320    from 6 x SMs CTAs (S 192/256: 1.00-1.14x there, 0.94-1.06x below).
+// Packed batches count the grid's CTAs (batch * heads * ceil(seq / 128), seq = the longest
+// sequence), an upper bound on those that work: SQuAD-like batches of 256 and 1024 windows of
+// 100-384 tokens ran 1.09-1.17x.
+bool wgmma_by_rule(const AttentionParams& p) {
+    if (p.seq <= 128) return false;
+    const int64_t ctas128 = (int64_t)p.batch * p.heads * ((p.seq + 127) / 128);
+    if (p.seq >= 320) return 4 * ctas128 >= 7LL * sm_count();
+    return ctas128 >= 6LL * sm_count();
+}
+
+Kernel pick_kernel(const AttentionParams& p) {
+    const Kernel env = env_kernel();  // first: a bad value throws whatever the launch
+    if (p.dtype != DType::kFloat16 || p.head_size != 64) return Kernel::kMma;
+    if ((int64_t)p.batch * p.seq > INT32_MAX) return Kernel::kMma;  // the tensor map's rows are int32
+    const Kernel k = g_kernel_override != Kernel::kAuto ? g_kernel_override : env;
+    if (k == Kernel::kMma) return k;
+    if (!attention_detail::hopper_kernel_available()) return Kernel::kMma;
+    if (k == Kernel::kWgmma) return k;
+    return wgmma_by_rule(p) ? Kernel::kWgmma : Kernel::kMma;
+}
+
 }  // namespace
 
 namespace attention_detail {
 void set_mtile_override(int mtiles) { g_mtile_override = mtiles; }
+void set_kernel_override(Kernel k) { g_kernel_override = k; }
+Kernel selected_kernel(const AttentionParams& p) { return pick_kernel(p); }
 }  // namespace attention_detail
 
 void attention(const AttentionParams& p, cudaStream_t stream) {
     check_params(p);
+    if (pick_kernel(p) == Kernel::kWgmma) {
+        attention_detail::launch_hopper(p, stream);
+        const cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess)
+            throw std::runtime_error(std::string("attention: launch failed: ") + cudaGetErrorString(e));
+        return;
+    }
     const int mtiles = p.dtype == DType::kFloat16 ? pick_mtiles(p) : 1;
     BERTQA_DTYPE_SWITCH(p.dtype, T, [&] {
         BERTQA_HEADDIM_SWITCH(p.head_size, kD, [&] {

@@ -70,3 +70,32 @@ def test_plugin_check(build_dir: Path, check: str):
     print(proc.stdout)  # shown with -s or on failure: checks and the timing table
     assert proc.returncode == 0, (
         f"{check} exited with {proc.returncode}:\n{proc.stdout[-12000:]}\n{proc.stderr[-4000:]}")
+
+
+def _run_attention_check(build_dir: Path, args: list[str], kernel: str) -> subprocess.CompletedProcess:
+    exe = build_dir / "bench" / "attention_check"
+    assert exe.exists(), f"{exe} was not built"
+    env = dict(os.environ, BERTQA_ATTENTION_KERNEL=kernel)
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=1800, env=env)
+
+
+def test_attention_kernel_env_invalid(build_dir: Path):
+    """A value of BERTQA_ATTENTION_KERNEL other than auto|mma|wgmma is an error (std::invalid_argument
+    from the plugin), not a silent default."""
+    proc = _run_attention_check(build_dir, ["0", "fp16", "--no-bench"], "tensorcores")
+    assert proc.returncode == 3, f"exit {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
+    assert "BERTQA_ATTENTION_KERNEL must be auto, mma or wgmma" in proc.stdout, proc.stdout[-4000:]
+
+
+def test_attention_kernel_env_wgmma(build_dir: Path):
+    """BERTQA_ATTENTION_KERNEL=wgmma: the launcher's own choice ("auto" rows) runs the Hopper kernel
+    where it can (fp16, head size 64, compute capability 9.0), mma.sync elsewhere; all checks pass."""
+    proc = _run_attention_check(build_dir, ["0", "fp16", "--no-bench"], "wgmma")
+    print(proc.stdout)
+    assert proc.returncode == 0, f"attention_check exited with {proc.returncode}:\n{proc.stdout[-12000:]}\n{proc.stderr[-4000:]}"
+    auto_rows = [line for line in proc.stdout.splitlines() if line.startswith("auto ")]
+    assert auto_rows, proc.stdout[-4000:]
+    if "Hopper wgmma kernel available" in proc.stdout:
+        assert all(" wgmma " in line for line in auto_rows), "\n".join(auto_rows)
+    else:
+        assert all(" mma " in line for line in auto_rows), "\n".join(auto_rows)

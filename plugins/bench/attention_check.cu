@@ -1,12 +1,19 @@
-// attention_check.cu: correctness check + timing of bertqa::attention (plugins/attention.cu),
-// llm.c dev/cuda style. Links the plugin's own translation unit (one home per kernel):
+// attention_check.cu: correctness check + timing of bertqa::attention (plugins/attention.cu and
+// the Hopper kernel of plugins/attention_hopper.cu), llm.c dev/cuda style. Built by
+// plugins/CMakeLists.txt (build/plugins/bench/attention_check), or by hand with the plugin's own
+// translation units (one home per kernel):
 //
-//   nvcc -O3 -std=c++17 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a \
-//        -Iplugins plugins/bench/attention_check.cu plugins/attention.cu -o /tmp/attn && /tmp/attn [seed]
-//   /tmp/attn SEED fp16   fp16 checks and timings only;  /tmp/attn SEED mt2   fp16 checks, and
-//   timings of the 2-m-tile shape only (for the -DBERTQA_ATTN_MT2_{STAGES,BN,MINB}=... knobs).
-//   SEED 0 draws a fresh seed; the seed is printed so that any failure can be replayed.
-//   A last argument --no-bench skips the timings.
+//   nvcc -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -DBERTQA_ATTENTION_SM90A=1 -Iplugins \
+//        plugins/bench/attention_check.cu plugins/attention.cu plugins/attention_hopper.cu -o /tmp/attn
+//   /tmp/attn [SEED] [fp16|mt2] [--no-bench] [--dispatch]
+//   SEED 0 (or none) draws a fresh seed; the seed is printed so that any failure can be replayed.
+//   fp16: fp16 checks and timings only;  mt2: fp16 checks, and timings of the mma.sync 2-m-tile
+//   shape only (for the -DBERTQA_ATTN_MT2_{STAGES,BN,MINB}=... knobs).
+//   --no-bench skips the timings; --dispatch adds the sweep that set the kernel rule: both fp16
+//   kernels (mma.sync, wgmma) timed in CUDA graphs at BERT-large / BERT-base shapes, padded
+//   S 128..512 x B 1..128 and packed SQuAD-like batches, beside the rule's pick
+//   (--dispatch --no-check: the sweep alone, for timing experiments).
+//   BERTQA_ATTENTION_KERNEL=auto|mma|wgmma (read by the plugin) sets what the "auto" rows run.
 //
 // Variants checked, every one against the float64 CPU reference below, fresh random inputs
 // (never zeros), output poisoned with NaN bytes before each launch, plus a poisoned guard region
@@ -16,12 +23,18 @@
 //   mode       padded (seqlens random per sequence, always including 1 and seq)
 //              packed (cu_seqlens, lengths random, always including 1 and seq)
 //   seq        1, 7, 64, 128, 129, 384, 512
-//   fp16 tile shapes: 1 and 2 m16 tiles per warp (64- / 128-row CTAs), each forced, plus the
-//              grid-size heuristic the launcher uses
+//   fp16 kernels: mma.sync with 1 and 2 m16 tiles per warp (64- / 128-row CTAs), each forced;
+//              the Hopper wgmma kernel forced (head size 64, compute capability 9.0 only; checked
+//              that it is the kernel that ran), on more lengths: seq 1, 7, 63, 64, 65, 127..129,
+//              191, 200, 255, 256, 320, 383, 384, 448, 511, 512, and packed buffers whose last
+//              sequence ends anywhere in a tile (total tokens 1, 8, under 64, empty sequences
+//              first, between and last); plus the launcher's own choice (auto)
 //   + a sharp-softmax case (scale 1 for fp16, 0.35 for fp32) per dtype/head size/tile shape
 //   + a BERT-large shaped launch (batch 128, seq 384, heads 16, D 64, random seqlens), checked
 //     on a sample of (sequence, head) pairs
 //   + argument checks: bad head_size / dtype / null pointers / aliasing throw std::invalid_argument
+// The input carries 64 rows of NaN past its last token: a kernel that read them (as V) would
+// put NaN in the output (the wgmma kernel's TMA boxes must never cross the buffer's end).
 // Tolerances (error = max|out-ref| / max|ref| and ||out-ref||/||ref|| over the launch):
 //   fp32 1e-5 (both), fp16 2e-3 (norm) and 1e-2 (max). Any NaN/Inf or guard write fails.
 // Exits non-zero on any mismatch. Then times the fp16 (and fp32) kernel with CUDA events after an
@@ -138,9 +151,24 @@ static Problem make_problem(int batch, int heads, int D, int seq, bool packed) {
     return P;
 }
 
+// A batch of the given sequence lengths (packed: 0 allowed) with seq = the longest (or seq_bound).
+static Problem lengths_problem(const std::vector<int>& lens, int heads, int D, bool packed, int seq_bound = 0) {
+    Problem P{(int)lens.size(), heads, D, 0, packed, {}, {}};
+    P.seq = seq_bound;
+    for (int n : lens) P.seq = std::max(P.seq, n);
+    if (packed) {
+        P.cu.assign(P.batch + 1, 0);
+        for (int b = 0; b < P.batch; ++b) P.cu[b + 1] = P.cu[b] + lens[b];
+    } else {
+        P.seqlens = lens;
+    }
+    return P;
+}
+
 struct Result {
     double max_err, norm_err;
     long bad;
+    bertqa::attention_detail::Kernel kernel;  // the one that ran
 };
 
 static const int kGuardRows = 64;
@@ -153,6 +181,7 @@ static Result run_check(const Problem& P, bertqa::DType dt, double scale, double
     const int T = P.tokens(), H = P.heads, D = P.D;
     const size_t n_in = (size_t)T * 3 * H * D, n_out = (size_t)T * H * D;
     const size_t n_out_alloc = n_out + (size_t)kGuardRows * H * D;
+    const size_t n_in_alloc = n_in + (size_t)kGuardRows * 3 * H * D;  // + NaN rows past the last token
 
     std::vector<float> qkv(n_in);
     FastUniform u(g_rng());
@@ -173,9 +202,10 @@ static Result run_check(const Problem& P, bertqa::DType dt, double scale, double
     }
     void *d_in, *d_out;
     int32_t *d_len = nullptr, *d_cu = nullptr;
-    CUDA_CHECK(cudaMalloc(&d_in, n_in * es));
+    CUDA_CHECK(cudaMalloc(&d_in, n_in_alloc * es));
     CUDA_CHECK(cudaMalloc(&d_out, n_out_alloc * es));
-    CUDA_CHECK(cudaMemcpy(d_in, in_bytes.data(), n_in * es, cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemset(d_in, 0xFF, n_in_alloc * es));  // the guard rows: NaN
+    if (n_in) CUDA_CHECK(cudaMemcpy(d_in, in_bytes.data(), n_in * es, cudaMemcpyHostToDevice));
     CUDA_CHECK(cudaMemset(d_out, 0xFF, n_out_alloc * es));  // NaN in fp16 and fp32
     if (P.packed) {
         CUDA_CHECK(cudaMalloc(&d_cu, (P.batch + 1) * 4));
@@ -195,6 +225,7 @@ static Result run_check(const Problem& P, bertqa::DType dt, double scale, double
     p.seqlens = d_len;
     p.cu_seqlens = d_cu;
     p.scale = (float)scale;
+    const bertqa::attention_detail::Kernel ran = bertqa::attention_detail::selected_kernel(p);
     bertqa::attention(p, 0);
     CUDA_CHECK(cudaGetLastError());
     CUDA_CHECK(cudaDeviceSynchronize());
@@ -213,7 +244,7 @@ static Result run_check(const Problem& P, bertqa::DType dt, double scale, double
     std::vector<double> ref(n_out, 0.0);
     ref_attention(P, qkv, scale, pairs, ref);
 
-    Result r{0, 0, 0};
+    Result r{0, 0, 0, ran};
     double max_ref = 0, se = 0, sr = 0, max_abs = 0;
     auto get = [&](size_t i) -> double {
         if (f16) return __half2float(reinterpret_cast<const __half*>(out_bytes.data())[i]);
@@ -244,18 +275,34 @@ static Result run_check(const Problem& P, bertqa::DType dt, double scale, double
 }
 
 static int g_mt = 0;  // forced fp16 m-tiles per warp for the current checks (0 = heuristic)
+static int g_checks = 0;
+// The kernel the current checks force (kAuto: the launcher's choice), and whether the Hopper
+// kernel can run here (then a forced wgmma must be the kernel that ran).
+static bertqa::attention_detail::Kernel g_kernel = bertqa::attention_detail::Kernel::kAuto;
+static bool g_hopper = false;
+
+static void force_kernel(bertqa::attention_detail::Kernel k) {
+    g_kernel = k;
+    bertqa::attention_detail::set_kernel_override(k);
+}
 
 static void report(const char* what, bertqa::DType dt, const Problem& P, double scale,
                    const Result& r) {
+    using bertqa::attention_detail::Kernel;
     const bool f16 = dt == bertqa::DType::kFloat16;
     const double tol_max = f16 ? 1e-2 : 1e-5, tol_norm = f16 ? 2e-3 : 1e-5;
-    const bool ok = r.bad == 0 && r.max_err <= tol_max && r.norm_err <= tol_norm;
+    const bool wrong_kernel = g_kernel == Kernel::kWgmma && g_hopper && r.kernel != Kernel::kWgmma;
+    const bool ok = r.bad == 0 && r.max_err <= tol_max && r.norm_err <= tol_norm && !wrong_kernel;
+    ++g_checks;
     if (!ok) ++g_failures;
-    const int mt = !f16 ? 0 : P.D > 64 ? 1 : g_mt;
-    printf("%-6s %s mt=%d D=%-3d %-6s batch=%-3d heads=%-2d seq=%-3d scale=%.4f  max_err=%.2e  "
-           "norm_err=%.2e  bad=%ld  %s\n",
-           what, f16 ? "fp16" : "fp32", mt, P.D, P.packed ? "packed" : "padded", P.batch,
-           P.heads, P.seq, scale, r.max_err, r.norm_err, r.bad, ok ? "ok" : "FAIL");
+    char kern[16];
+    if (r.kernel == Kernel::kWgmma) snprintf(kern, sizeof kern, "wgmma");
+    else snprintf(kern, sizeof kern, "mma mt=%d", !f16 ? 0 : P.D > 64 ? 1 : g_mt);
+    printf("%-6s %s %-9s D=%-3d %-6s batch=%-3d heads=%-2d seq=%-3d scale=%.4f  max_err=%.2e  "
+           "norm_err=%.2e  bad=%ld  %s%s\n",
+           what, f16 ? "fp16" : "fp32", kern, P.D, P.packed ? "packed" : "padded", P.batch,
+           P.heads, P.seq, scale, r.max_err, r.norm_err, r.bad, ok ? "ok" : "FAIL",
+           wrong_kernel ? " (forced wgmma did not run)" : "");
 }
 
 template <typename F>
@@ -360,8 +407,26 @@ static double measure_copy_gbs() {
 // ---------------------------------------------------------------------------------------------
 // Timing
 // ---------------------------------------------------------------------------------------------
+// x[i] = uniform in [-1.5, 1.5) from a hash of (i, seed): fresh values, never zeros (timing data).
+__device__ __forceinline__ float hash_uniform(size_t i, uint64_t seed) {
+    uint64_t z = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return 1.5f * ((float)(z >> 40) * (2.0f / 16777216.0f) - 1.0f);
+}
+__global__ void fill_half_kernel(__half* x, size_t n, uint64_t seed) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        x[i] = __float2half(hash_uniform(i, seed));
+}
+__global__ void fill_float_kernel(float* x, size_t n, uint64_t seed) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        x[i] = hash_uniform(i, seed);
+}
+
 struct Timing {
     double cold_us, cold_us2, graph_us;
+    bertqa::attention_detail::Kernel kernel;  // the one timed
 };
 
 // lengths (optional): a packed batch of these sequence lengths (cu_seqlens; seq = the grid bound
@@ -377,20 +442,15 @@ static Timing time_shape(bertqa::DType dt, int batch, int heads, int D, int seq,
     }
     const size_t n_in = tokens * 3 * heads * D;
     const size_t n_out = tokens * heads * D;
-    // Random (never zero) data, made on the host once in fp16/fp32.
-    std::vector<unsigned char> hb(n_in * es);
-    FastUniform u(g_rng());
-    if (es == 2)
-        for (size_t i = 0; i < n_in; ++i)
-            reinterpret_cast<__half*>(hb.data())[i] = __float2half(u(-1.5f, 1.5f));
-    else
-        for (size_t i = 0; i < n_in; ++i) reinterpret_cast<float*>(hb.data())[i] = u(-1.5f, 1.5f);
+    // Random (never zero) data in [-1.5, 1.5), made on the device (hundreds of MB per shape).
     void *d_in, *d_out;
     int32_t* d_len;
     CUDA_CHECK(cudaMalloc(&d_in, n_in * es));
     CUDA_CHECK(cudaMalloc(&d_out, n_out * es));
     CUDA_CHECK(cudaMalloc(&d_len, (batch + 1) * 4));
-    CUDA_CHECK(cudaMemcpy(d_in, hb.data(), n_in * es, cudaMemcpyHostToDevice));
+    if (es == 2) fill_half_kernel<<<1024, 256>>>(static_cast<__half*>(d_in), n_in, g_rng());
+    else fill_float_kernel<<<1024, 256>>>(static_cast<float*>(d_in), n_in, g_rng());
+    CUDA_CHECK(cudaGetLastError());
     std::vector<int> lens(batch, seq);  // full-length sequences: all S^2 work is real
     if (lengths) {  // cu_seqlens
         lens.assign(1, 0);
@@ -417,6 +477,7 @@ static Timing time_shape(bertqa::DType dt, int batch, int heads, int D, int seq,
     for (int i = 0; i < 5; ++i) bertqa::attention(p, st);  // warm-up
     CUDA_CHECK(cudaStreamSynchronize(st));
     Timing t{};
+    t.kernel = bertqa::attention_detail::selected_kernel(p);
     for (int pass = 0; pass < 2; ++pass) {
         const int reps = 60;
         std::vector<float> ms(reps);
@@ -463,23 +524,184 @@ static Timing time_shape(bertqa::DType dt, int batch, int heads, int D, int seq,
     return t;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The kernel-choice sweep (--dispatch): mma.sync against wgmma, CUDA-graph timing
+// ---------------------------------------------------------------------------------------------
+// Microseconds per launch: `per_graph` launches captured back to back in one CUDA graph (as the
+// engine runs them; L2 warm), median of 11 replays.
+static double graph_us(const bertqa::AttentionParams& p, cudaStream_t st, int per_graph) {
+    for (int i = 0; i < 3; ++i) bertqa::attention(p, st);
+    CUDA_CHECK(cudaStreamSynchronize(st));
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < per_graph; ++i) bertqa::attention(p, st);
+    CUDA_CHECK(cudaStreamEndCapture(st, &g));
+    CUDA_CHECK(cudaGraphInstantiate(&ge, g, 0));
+    CUDA_CHECK(cudaGraphLaunch(ge, st));
+    CUDA_CHECK(cudaStreamSynchronize(st));
+    cudaEvent_t e0, e1;
+    CUDA_CHECK(cudaEventCreate(&e0));
+    CUDA_CHECK(cudaEventCreate(&e1));
+    std::vector<float> ms(11);
+    for (auto& m : ms) {
+        CUDA_CHECK(cudaEventRecord(e0, st));
+        CUDA_CHECK(cudaGraphLaunch(ge, st));
+        CUDA_CHECK(cudaEventRecord(e1, st));
+        CUDA_CHECK(cudaEventSynchronize(e1));
+        CUDA_CHECK(cudaEventElapsedTime(&m, e0, e1));
+    }
+    std::sort(ms.begin(), ms.end());
+    CUDA_CHECK(cudaEventDestroy(e0));
+    CUDA_CHECK(cudaEventDestroy(e1));
+    CUDA_CHECK(cudaGraphExecDestroy(ge));
+    CUDA_CHECK(cudaGraphDestroy(g));
+    CUDA_CHECK(cudaGetLastError());
+    return ms[ms.size() / 2] * 1e3 / per_graph;
+}
+
+// BERT-large (16 heads) and BERT-base (12 heads), head size 64, fp16: padded full-length batches
+// S 128/192/256/320/384/512 x B 1/2/4/8/16/32/64/128, and packed SQuAD-like batches of 256 and 1024 sequences of 100..384
+// tokens (grid bound 384). Each kernel timed twice, alternating (mma, wgmma, mma, wgmma).
+static void dispatch_sweep(int sms) {
+    using bertqa::attention_detail::Kernel;
+    if (!g_hopper) {
+        printf("\n--dispatch: no wgmma kernel on this device, nothing to compare\n");
+        return;
+    }
+    std::vector<int> squad256(256), squad1024(1024);
+    {
+        std::mt19937 r(2026);
+        for (int& n : squad256) n = 100 + (int)(r() % 285);
+        for (int& n : squad1024) n = 100 + (int)(r() % 285);
+    }
+    size_t max_tokens = 128 * 512;
+    for (const auto* v : {&squad256, &squad1024}) {
+        size_t t = 0;
+        for (int n : *v) t += n;
+        max_tokens = std::max(max_tokens, t);
+    }
+    const size_t n_in = max_tokens * 3 * 16 * 64, n_out = max_tokens * 16 * 64;
+    __half *d_in, *d_out;
+    int32_t* d_len;
+    CUDA_CHECK(cudaMalloc(&d_in, n_in * 2));
+    CUDA_CHECK(cudaMalloc(&d_out, n_out * 2));
+    CUDA_CHECK(cudaMalloc(&d_len, (1024 + 1) * 4));
+    fill_half_kernel<<<1024, 256>>>(d_in, n_in, g_rng());
+    CUDA_CHECK(cudaGetLastError());
+    cudaStream_t st;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    printf("\nkernel choice sweep (fp16, head size 64, per-launch us in a CUDA graph of back-to-back "
+           "launches, median of 11 replays; each kernel timed twice)\n");
+    printf("%-6s %-20s %6s %8s %17s %17s %7s %6s %6s\n", "model", "shape", "heads", "ctas128", "mma us",
+           "wgmma us", "mma/wg", "rule", "best");
+    struct Model {
+        const char* name;
+        int heads;
+    };
+    for (const Model m : {Model{"large", 16}, Model{"base", 12}}) {
+        struct Row {
+            int batch, seq;
+            const std::vector<int>* lens;
+        };
+        std::vector<Row> rows;
+        for (int S : {128, 192, 256, 320, 384, 512})
+            for (int B : {1, 2, 4, 8, 16, 32, 64, 128}) rows.push_back({B, S, nullptr});
+        rows.push_back({256, 384, &squad256});
+        rows.push_back({1024, 384, &squad1024});
+        for (const Row& row : rows) {
+            std::vector<int32_t> lens(row.batch, row.seq);
+            size_t tokens = (size_t)row.batch * row.seq;
+            if (row.lens) {
+                lens.assign(1, 0);
+                for (int n : *row.lens) lens.push_back(lens.back() + n);
+                tokens = lens.back();
+            }
+            CUDA_CHECK(cudaMemcpy(d_len, lens.data(), lens.size() * 4, cudaMemcpyHostToDevice));
+            bertqa::AttentionParams p{};
+            p.dtype = bertqa::DType::kFloat16;
+            p.qkv = d_in;
+            p.out = d_out;
+            p.batch = row.batch;
+            p.heads = m.heads;
+            p.head_size = 64;
+            p.seq = row.seq;
+            p.seqlens = row.lens ? nullptr : d_len;
+            p.cu_seqlens = row.lens ? d_len : nullptr;
+            p.scale = 0.125f;
+            const int per_graph = tokens * m.heads < 200000 ? 200 : 20;
+            double t[2][2];
+            for (int rep = 0; rep < 2; ++rep)
+                for (int k = 0; k < 2; ++k) {
+                    force_kernel(k == 0 ? Kernel::kMma : Kernel::kWgmma);
+                    t[k][rep] = graph_us(p, st, per_graph);
+                }
+            force_kernel(Kernel::kAuto);
+            const bool rule_wg = bertqa::attention_detail::selected_kernel(p) == Kernel::kWgmma;
+            const double mma = std::min(t[0][0], t[0][1]), wg = std::min(t[1][0], t[1][1]);
+            char shape[32], a[32], b[32];
+            if (row.lens) snprintf(shape, sizeof shape, "packed %d (100-384)", row.batch);
+            else snprintf(shape, sizeof shape, "B%-4d S%d", row.batch, row.seq);
+            snprintf(a, sizeof a, "%.1f / %.1f", t[0][0], t[0][1]);
+            snprintf(b, sizeof b, "%.1f / %.1f", t[1][0], t[1][1]);
+            const long long ctas = (long long)row.batch * m.heads * ((row.seq + 127) / 128);
+            printf("%-6s %-20s %6d %8lld %17s %17s %7.3f %6s %6s%s\n", m.name, shape, m.heads, ctas, a, b,
+                   mma / wg, rule_wg ? "wgmma" : "mma", wg < mma ? "wgmma" : "mma",
+                   (wg < mma) != rule_wg ? "  <- rule differs" : "");
+        }
+    }
+    printf("(%d SMs)\n", sms);
+    CUDA_CHECK(cudaStreamDestroy(st));
+    CUDA_CHECK(cudaFree(d_in));
+    CUDA_CHECK(cudaFree(d_out));
+    CUDA_CHECK(cudaFree(d_len));
+}
+
+static int run(int argc, char** argv);
+
 int main(int argc, char** argv) {
-    // --no-bench (as the last argument): the checks only, no timings.
-    const bool bench = !(argc > 1 && strcmp(argv[argc - 1], "--no-bench") == 0);
-    if (!bench) --argc;
-    // argv[1]: seed (0 or absent: fresh from random_device); argv[2] == "fp16": skip the fp32
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& e) {  // e.g. a bad BERTQA_ATTENTION_KERNEL, a failed launch
+        printf("error: %s\n", e.what());
+        return 3;
+    }
+}
+
+static int run(int argc, char** argv) {
+    using bertqa::attention_detail::Kernel;
+    // Flags anywhere: --no-bench (checks only), --dispatch (+ the kernel-choice sweep).
+    bool bench = true, dispatch = false, check = true;
+    std::vector<const char*> pos;
+    for (int i = 1; i < argc; ++i) {
+        if (strcmp(argv[i], "--no-bench") == 0) bench = false;
+        else if (strcmp(argv[i], "--dispatch") == 0) dispatch = true;
+        else if (strcmp(argv[i], "--no-check") == 0) check = false;
+        else pos.push_back(argv[i]);
+    }
+    // pos[0]: seed (0 or absent: fresh from random_device); pos[1] == "fp16": skip the fp32
     // checks and timings (for comparing fp16 tile variants quickly).
-    uint64_t seed = argc > 1 ? strtoull(argv[1], nullptr, 10) : 0;
+    uint64_t seed = pos.size() > 0 ? strtoull(pos[0], nullptr, 10) : 0;
     if (seed == 0) seed = std::random_device{}();
-    // argv[2] == "mt2": like fp16, and times only the 2-m-tile shape (tile-knob experiments).
-    const bool mt2_only = argc > 2 && strcmp(argv[2], "mt2") == 0;
-    const bool fp16_only = mt2_only || (argc > 2 && strcmp(argv[2], "fp16") == 0);
+    // pos[1] == "mt2": like fp16, and times only the 2-m-tile shape (tile-knob experiments).
+    const bool mt2_only = pos.size() > 1 && strcmp(pos[1], "mt2") == 0;
+    const bool fp16_only = mt2_only || (pos.size() > 1 && strcmp(pos[1], "fp16") == 0);
     g_rng.seed(seed);
     cudaDeviceProp prop;
     CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-    printf("device %s, %d SMs, L2 %d MB, seed %llu\n", prop.name, prop.multiProcessorCount,
-           prop.l2CacheSize >> 20, (unsigned long long)seed);
+    g_hopper = bertqa::attention_detail::hopper_kernel_available();
+    const char* env_kernel = std::getenv("BERTQA_ATTENTION_KERNEL");
+    printf("device %s (compute capability %d.%d), %d SMs, L2 %d MB, seed %llu; Hopper wgmma kernel %s; "
+           "BERTQA_ATTENTION_KERNEL=%s\n",
+           prop.name, prop.major, prop.minor, prop.multiProcessorCount, prop.l2CacheSize >> 20,
+           (unsigned long long)seed, g_hopper ? "available" : "not available (its checks are skipped)",
+           env_kernel ? env_kernel : "(unset)");
 
+    if (!check) {  // timing experiments only (--no-check): nothing below was checked in this run
+        printf("--no-check: the checks are skipped\n");
+        if (dispatch) dispatch_sweep(prop.multiProcessorCount);
+        return 0;
+    }
     // ---- argument checks ----
     {
         bertqa::AttentionParams p{};
@@ -527,21 +749,28 @@ int main(int argc, char** argv) {
     // ---- every variant against the reference ----
     // fp16 runs each configuration with both tile shapes forced (1 and 2 m16 tiles per warp:
     // 64- and 128-row CTAs; D = 128 has only the first), then once more through the heuristic.
-    const int seqs[] = {1, 7, 64, 128, 129, 384, 512};
+    const std::vector<int> seqs = {1, 7, 64, 128, 129, 384, 512};
+    // The wgmma kernel's tiles are 128 query rows and 64-key boxes: every way a sequence can end in them.
+    const std::vector<int> wgmma_seqs = {1,   7,   63,  64,  65,  127, 128, 129, 191,
+                                         200, 255, 256, 320, 383, 384, 448, 511, 512};
     const int Ds[] = {32, 64, 128};
     struct Variant {
         bertqa::DType dt;
         int mt;
+        Kernel kernel;
     };
     std::vector<Variant> variants;
-    if (!fp16_only) variants.push_back({bertqa::DType::kFloat32, 0});
-    for (int mt : {1, 2}) variants.push_back({bertqa::DType::kFloat16, mt});
+    if (!fp16_only) variants.push_back({bertqa::DType::kFloat32, 0, Kernel::kMma});
+    for (int mt : {1, 2}) variants.push_back({bertqa::DType::kFloat16, mt, Kernel::kMma});
+    if (g_hopper) variants.push_back({bertqa::DType::kFloat16, 0, Kernel::kWgmma});
     for (const Variant& v : variants)
         for (int D : Ds) {
             if (v.mt == 2 && D > 64) continue;
+            if (v.kernel == Kernel::kWgmma && D != 64) continue;
             g_mt = v.mt;
             bertqa::attention_detail::set_mtile_override(v.mt);
-            for (int seq : seqs)
+            force_kernel(v.kernel);
+            for (int seq : v.kernel == Kernel::kWgmma ? wgmma_seqs : seqs)
                 for (bool packed : {false, true}) {
                     Problem P = make_problem(5, 3, D, seq, packed);
                     const double scale = 1.0 / std::sqrt((double)D);
@@ -553,7 +782,26 @@ int main(int argc, char** argv) {
             const double sharp = v.dt == bertqa::DType::kFloat16 ? 1.0 : 0.35;
             Problem P = make_problem(4, 2, D, 384, false);
             report("sharp", v.dt, P, sharp, run_check(P, v.dt, sharp, 1.5));
+            if (v.kernel == Kernel::kWgmma) {
+                // Buffers whose last sequence ends anywhere in a tile (the boxes moved back to the
+                // buffer's end; under 64 tokens they start before row 0), empty packed sequences.
+                const std::vector<std::vector<int>> packed_lens = {
+                    {1}, {3, 5}, {512, 1}, {1, 512}, {200, 0, 77, 0}, {0, 0, 40}, {129, 64, 63},
+                    {65, 0}, {384, 383, 100, 128}, {63, 64, 65, 127, 128, 129, 1}};
+                for (const auto& lens : packed_lens) {
+                    Problem Q = lengths_problem(lens, 3, D, true);
+                    report("tail", v.dt, Q, 0.125, run_check(Q, v.dt, 0.125, 1.5));
+                }
+                Problem Q = lengths_problem({100, 37, 1}, 2, D, true, 384);  // seq bound above every length
+                report("tail", v.dt, Q, 0.125, run_check(Q, v.dt, 0.125, 1.5));
+                const std::vector<std::vector<int>> padded_lens = {{1}, {37, 1, 20}, {65, 1}, {1, 1, 1, 127}};
+                for (const auto& lens : padded_lens) {
+                    Problem R = lengths_problem(lens, 3, D, false);
+                    report("tail", v.dt, R, 0.125, run_check(R, v.dt, 0.125, 1.5));
+                }
+            }
         }
+    force_kernel(Kernel::kMma);
     {   // BERT-large shape, sampled pairs (full-grid indexing at scale), through the heuristic
         // and each forced fp16 tile shape.
         Problem P = make_problem(128, 16, 64, 384, false);
@@ -561,31 +809,40 @@ int main(int argc, char** argv) {
         std::vector<std::pair<int, int>> pairs;
         for (int b : {0, 1, 37, 64, 126, 127})
             for (int h : {0, 5, 15}) pairs.push_back({b, h});
-        for (int mt : {0, 1, 2}) {
-            g_mt = mt;
-            bertqa::attention_detail::set_mtile_override(mt);
+        for (int mt : {0, 1, 2, -1}) {  // -1: the wgmma kernel
+            if (mt < 0 && !g_hopper) continue;
+            g_mt = std::max(mt, 0);
+            bertqa::attention_detail::set_mtile_override(g_mt);
+            force_kernel(mt < 0 ? Kernel::kWgmma : Kernel::kMma);
             report("large", bertqa::DType::kFloat16, P, 0.125,
                    run_check(P, bertqa::DType::kFloat16, 0.125, 1.5, pairs));
             report("large", bertqa::DType::kFloat16, Q, 0.125,
                    run_check(Q, bertqa::DType::kFloat16, 0.125, 1.5, pairs));
         }
+        force_kernel(Kernel::kMma);
         if (!fp16_only)
             report("large", bertqa::DType::kFloat32, P, 0.125,
                    run_check(P, bertqa::DType::kFloat32, 0.125, 1.5, pairs));
-        // Small-batch shapes through the heuristic (which picks 1 m-tile for them).
+        // The launcher's own choice (kernel, tile shape; BERTQA_ATTENTION_KERNEL if set): small
+        // batches, and a large packed one (sampled pairs) where the rule may pick wgmma.
         g_mt = 0;
         bertqa::attention_detail::set_mtile_override(0);
+        force_kernel(Kernel::kAuto);
         for (int seq : {128, 384}) {
             Problem R = make_problem(2, 16, 64, seq, false);
             report("auto", bertqa::DType::kFloat16, R, 0.125,
                    run_check(R, bertqa::DType::kFloat16, 0.125, 1.5));
         }
+        report("auto", bertqa::DType::kFloat16, P, 0.125, run_check(P, bertqa::DType::kFloat16, 0.125, 1.5, pairs));
+        report("auto", bertqa::DType::kFloat16, Q, 0.125, run_check(Q, bertqa::DType::kFloat16, 0.125, 1.5, pairs));
     }
     if (g_failures) {
-        printf("FAILED: %d mismatching configurations\n", g_failures);
+        printf("FAILED: %d of %d checked configurations mismatch\n", g_failures, g_checks);
         return 1;
     }
-    printf("all configurations match the reference\n");
+    printf("all %d checked configurations match the reference%s\n", g_checks,
+           g_hopper ? " (wgmma kernel included)" : " (no wgmma kernel on this device)");
+    if (dispatch) dispatch_sweep(prop.multiProcessorCount);
     if (!bench) return 0;
 
     // ---- ceilings and timing ----
@@ -620,15 +877,17 @@ int main(int argc, char** argv) {
         {"fp32 large B128 S384", bertqa::DType::kFloat32, 128, 16, 64, 384},
         {"fp32 large B1   S384", bertqa::DType::kFloat32, 1, 16, 64, 384},
     };
-    printf("\n%-22s %5s %4s %10s %10s %10s %9s %7s %10s\n", "shape", "dtype", "mt", "cold_us",
+    printf("\n%-22s %5s %9s %10s %10s %10s %9s %7s %10s\n", "shape", "dtype", "mt", "cold_us",
            "cold_us#2", "graph_us", "TFLOP/s", "%mma", "floor_us");
     for (const auto& s : shapes) {
         if (fp16_only && s.dt == bertqa::DType::kFloat32) continue;
         const bool f16 = s.dt == bertqa::DType::kFloat16;
-        for (int mt : {1, 2, 0}) {  // 0: the heuristic's choice
+        for (int mt : {1, 2, -1, 0}) {  // -1: the wgmma kernel; 0: the launcher's choice
             if ((!f16 || s.D > 64) && mt != 0) continue;
             if (mt2_only && (mt != 2 || s.D > 64)) continue;
-            bertqa::attention_detail::set_mtile_override(mt);
+            if (mt < 0 && (!g_hopper || s.D != 64)) continue;
+            bertqa::attention_detail::set_mtile_override(std::max(mt, 0));
+            force_kernel(mt < 0 ? Kernel::kWgmma : mt == 0 ? Kernel::kAuto : Kernel::kMma);
             const Timing t = time_shape(s.dt, s.batch, s.heads, s.D, s.seq, flush, flush_bytes, s.lengths);
             double sq = (double)s.batch * s.seq * s.seq, tok = (double)s.batch * s.seq;  // sum len^2, sum len
             if (s.lengths) {
@@ -640,15 +899,18 @@ int main(int argc, char** argv) {
             const double bytes = tok * s.heads * s.D * 4 * es;  // qkv + out
             const double floor_us = std::max(flops / (mma_tf * 1e12), bytes / (bw * 1e9)) * 1e6;
             const double best = std::min(t.cold_us, t.cold_us2);
-            char mts[8];
-            snprintf(mts, sizeof mts, mt ? "%d" : "auto", mt);
-            printf("%-22s %5s %4s %10.1f %10.1f %10.1f %9.1f %6.1f%% %10.1f\n", s.name,
+            char mts[16];
+            if (mt > 0) snprintf(mts, sizeof mts, "%d", mt);
+            else if (mt < 0) snprintf(mts, sizeof mts, "wgmma");
+            else snprintf(mts, sizeof mts, "auto:%s", t.kernel == Kernel::kWgmma ? "wg" : "mma");
+            printf("%-22s %5s %9s %10.1f %10.1f %10.1f %9.1f %6.1f%% %10.1f\n", s.name,
                    f16 ? "fp16" : "fp32", mts, t.cold_us, t.cold_us2, t.graph_us,
                    flops / (best * 1e-6) / 1e12,
                    100.0 * flops / (best * 1e-6) / 1e12 / mma_tf, floor_us);
         }
     }
     bertqa::attention_detail::set_mtile_override(0);
+    force_kernel(Kernel::kAuto);
     CUDA_CHECK(cudaFree(flush));
     return 0;
 }

@@ -1,6 +1,10 @@
 // attention_wgmma_probe: is a Hopper-native (wgmma + TMA) attention worth building beside
 // plugins/attention.cu's mma.sync FlashAttention-2 kernel (272 TFLOP/s at BERT-large B=128 S=384,
 // 42% of the mma.sync peak; ~14% of that forward pass, ~11% of the offline packed run)?
+// Outcome: the serial variant below became the plugin's Hopper kernel, plugins/attention_hopper.cu
+// (packed batches and any sequence end added there; ATTENTION_NOTES.md v8). This probe keeps the
+// experiment as it ran (padded, seq a multiple of 64, the V descriptor search, the overlapped
+// variant that was not kept); its "attention.cu" column is the mma.sync kernel, forced.
 //
 // Math (the float64 reference below): out[t, h] = softmax_j(scale * q_t . k_j) v_j over the
 // first seqlens[b] keys of t's padded sequence; every query row is computed (as attention.cu).
@@ -43,9 +47,10 @@
 #include <thread>
 #include <vector>
 
+#include "attention_dispatch.h"  // set_kernel_override: the mma.sync baseline
 #include "bert_plugins.h"
 #include "cuda_check.h"
-#include "hopper_ptx.cuh"
+#include "hopper_ptx.cuh"  // plugins/hopper_ptx.cuh (-Iplugins)
 #include "probe_common.cuh"
 
 namespace {
@@ -304,6 +309,7 @@ void launch_wgmma(const void* qkv, void* out, const int32_t* seqlens, int batch,
 void launch_ours_now(const void* qkv, void* out, const int32_t* seqlens, int batch, int heads, int seq, float scale,
                      cudaStream_t st) {
     // dtype, qkv, out, batch, heads, head_size, seq, seqlens, cu_seqlens (padded: none), scale
+    bertqa::attention_detail::set_kernel_override(bertqa::attention_detail::Kernel::kMma);
     bertqa::attention(bertqa::AttentionParams{bertqa::DType::kFloat16, qkv, out, batch, heads, kD, seq, seqlens, nullptr,
                                               scale},
                       st);

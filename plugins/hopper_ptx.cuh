@@ -1,7 +1,10 @@
-// hopper_ptx.cuh: the sm_90a building blocks the Hopper probes share (pdl_gemm_probe.cu,
-// attention_wgmma_probe.cu, gemm_layernorm_probe.cu): mbarriers, TMA 2-D tile loads with the
-// 128-byte swizzle, wgmma shared-memory descriptors and the m64n64k16 fp16 product. Probes only: no
-// plugin uses sm_90a code.
+// hopper_ptx.cuh: the sm_90a building blocks (one home): mbarriers, TMA 2-D tile loads with the
+// 128-byte swizzle, wgmma shared-memory descriptors and the m64n64k16 fp16 products, and the
+// host-side tensor-map encoder. Used by the plugin attention_hopper.cu (compiled for sm_90a only,
+// plugins/CMakeLists.txt) and by the Hopper probes in bench/ (pdl_gemm_probe.cu,
+// attention_wgmma_probe.cu, gemm_layernorm_probe.cu; built by hand with -Iplugins).
+// Include it only from code compiled for sm_90a (-gencode arch=compute_90a,code=sm_90a): the
+// wgmma instructions exist nowhere else. Host-side errors throw std::runtime_error (plugin rules).
 #pragma once
 
 #include <cuda.h>           // CUtensorMap and its enums (types only: the encoder comes from the driver)
@@ -9,10 +12,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-
-#include "cuda_check.h"
+#include <stdexcept>
+#include <string>
 
 namespace hopper {
 
@@ -111,33 +112,44 @@ __device__ __forceinline__ void wgmma_m64n64k16_rs_tb(float (&d)[32], const uint
 }
 
 // The driver's tensor-map encoder, fetched once through the runtime (no link to libcuda).
+// Throws std::runtime_error when the driver has none.
 inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
-    static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
         void* p = nullptr;
         cudaDriverEntryPointQueryResult r{};
-        CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &r));
-        if (r != cudaDriverEntryPointSuccess) {
-            std::fprintf(stderr, "the driver has no cuTensorMapEncodeTiled\n");
-            std::exit(2);
+#if CUDART_VERSION >= 12050
+        const cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &r);
+#else
+        const cudaError_t e = cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &p, cudaEnableDefault, &r);
+#endif
+        if (e != cudaSuccess || r != cudaDriverEntryPointSuccess || p == nullptr) {
+            (void)cudaGetLastError();  // not sticky: leave no error behind for the caller's launch check
+            throw std::runtime_error(std::string("the CUDA driver has no cuTensorMapEncodeTiled (") +
+                                     (e != cudaSuccess ? cudaGetErrorString(e) : "symbol not found") +
+                                     "): TMA needs a CUDA 12 driver");
         }
         return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
     }();
     return fn;
 }
 
-// Row-major fp16 [rows, cols] as boxes of box_rows x 64 with the 128-byte swizzle.
-inline CUtensorMap tile_map(const void* base, int rows, int cols, int box_rows) {
+// Row-major fp16 [rows, cols] (row stride cols, 16-byte aligned base) as boxes of box_rows x 64
+// with the 128-byte swizzle; boxes running past the last row (or starting before row 0) are
+// zero-filled. Throws std::runtime_error when the driver rejects the description.
+inline CUtensorMap tile_map(const void* base, int64_t rows, int64_t cols, int box_rows) {
     CUtensorMap map{};
     const cuuint64_t dims[2] = {cuuint64_t(cols), cuuint64_t(rows)};
     const cuuint64_t strides[1] = {cuuint64_t(cols) * 2};
     const cuuint32_t box[2] = {64, cuuint32_t(box_rows)};
     const cuuint32_t elem[2] = {1, 1};
-    if (tensor_map_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, const_cast<void*>(base), dims, strides, box,
-                             elem, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                             CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS) {
-        std::fprintf(stderr, "cuTensorMapEncodeTiled failed\n");
-        std::exit(2);
-    }
+    const CUresult r = tensor_map_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, const_cast<void*>(base), dims,
+                                            strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                            CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS)
+        throw std::runtime_error("cuTensorMapEncodeTiled failed (CUresult " + std::to_string(int(r)) + ") for an fp16 [" +
+                                 std::to_string(rows) + ", " + std::to_string(cols) + "] tensor, box " +
+                                 std::to_string(box_rows) + " x 64");
     return map;
 }
 
