@@ -12,9 +12,12 @@ backend_info of a cuda engine:
     gelu            "epilogue" (cuBLASLt's tanh GELU fused into the GEMM) | "plugin" (exact erf GELU,
                     plugins' bias_gelu after the GEMM), for hidden_act "gelu"
     output_rows     rows of the padded output linear (the first 2 are the start/end logits)
-    gemm_algos      [{profile, m, n, k, dtype, epilogue, algo: [9 ints], time_us, partials}]
+    gemm_algos      [{profile, m, n, k, dtype, epilogue, algo: [9 ints], time_us, partials, residual}]
                     partials > 1: the linear runs split-K into fp32 partials that the skip_layernorm
-                    after it sums (time_us then includes that LayerNorm); absent means 1
+                    after it sums; absent means 1. residual: the skip_layernorm's residual is added
+                    in the GEMM's epilogue (beta = 1) and the LayerNorm reads one tensor; absent
+                    means false. Either way the math is the same (a tactic). time_us includes the
+                    LayerNorm wherever split and unsplit forms were compared.
     token_granularity, tuned_tokens   packed engines: token buckets are multiples of the granularity;
                     GEMMs are tuned at tuned_tokens (m) and a bucket uses the next tuned m up
 
@@ -152,6 +155,20 @@ def split_k_candidates(m: int, n: int, k: int) -> list[int]:
             if k % p == 0 and (k // p) % 64 == 0 and p * m * n * 4 <= SPLIT_K_MAX_BYTES]
 
 
+RESIDUAL_EPILOGUE_MIN_OUTPUT = 1 << 25  # m x n elements from which the residual goes into the epilogue
+
+
+def residual_epilogue_wanted(m: int, n: int, packed: bool = False) -> bool:
+    """Whether a linear of m x n output that feeds a skip_layernorm adds the LayerNorm's residual in
+    its GEMM epilogue (beta = 1; the LayerNorm then reads one tensor instead of two). A rule, not a
+    timing: the tuner's isolated GEMM + LayerNorm timings do not rank the two forms as the network
+    does. Measured end to end on the H100 (BENCHMARKS.md, "Residual in the GEMM epilogue"): padded
+    BERT-large S=384 B=128 (m x n = 50M) 1.5-2.5% faster with it; BERT-base S=128 B=128 (12.6M) and
+    every smaller batch 1-2% slower; the packed offline run (-b 1024) 0.3-0.7% slower, so packed
+    engines never use it."""
+    return not packed and m * n >= RESIDUAL_EPILOGUE_MIN_OUTPUT
+
+
 def _layernorm_fed_linears(network) -> set[str]:
     """Outputs of the linears (activation none) read only by a skip_layernorm, as its x: these may
     run split-K (the C++ runtime applies the same rule)."""
@@ -211,7 +228,7 @@ def build_engine(cfg: BertConfig, weights: Weights, vocab: list[str], do_lower_c
                  gelu_epilogue: bool | None = None, max_candidates: int = 16,
                  tune_iterations: int = 20, extended_search: bool = True, cold_weights: bool = True,
                  producer: str = "bertqa cuda_backend", packed: bool = False,
-                 split_k: int | None = None) -> Engine:
+                 split_k: int | None = None, residual_epilogue: bool | None = None) -> Engine:
     """An Engine for the cuda backend, tuned on this GPU (save it with helpers.engine_file.save_engine).
 
     weights are the canonical float32 weights of helpers/weights.py. gelu_epilogue chooses how an
@@ -223,6 +240,9 @@ def build_engine(cfg: BertConfig, weights: Weights, vocab: list[str], do_lower_c
     seq); GEMMs are tuned at packed_tuning_sizes. split_k: None times split-K variants
     (split_k_candidates) of the linears feeding a skip_layernorm, each with that LayerNorm, and keeps
     the fastest; an integer forces that count wherever K divides into 8-aligned slices (1: never).
+    residual_epilogue: those linears' unsplit form adds the LayerNorm's residual in the GEMM's
+    epilogue (beta = 1; the LayerNorm then reads one tensor): None where residual_epilogue_wanted
+    says so, True everywhere, False nowhere.
     """
     if precision not in ("fp32", "fp16"):
         raise UserError(f"the cuda backend builds fp32 or fp16 engines, not {precision}")
@@ -276,7 +296,9 @@ def build_engine(cfg: BertConfig, weights: Weights, vocab: list[str], do_lower_c
         raise UserError(f"split_k must be 1..16, got {split_k}")
     cache_path = Path(timing_cache) if timing_cache else None
     cache = _read_timing_cache(cache_path, verbose)
-    wanted = []   # (profile index, m, n, k, epilogue, [(partials, cache key)] to choose from)
+    if residual_epilogue and split_k is not None and int(split_k) > 1:
+        raise UserError("the residual in the GEMM epilogue needs unsplit products: not with split_k > 1")
+    wanted = []   # (profile index, m, n, k, epilogue, [(partials, epilogue, with_ln, residual, cache key)])
     for pi, p in enumerate(profs):
         sizes = packed_tuning_sizes(p.batch, p.seq) if packed else [p.batch * p.seq]
         for ((n, k, epi), splittable), m in ((lin, m) for lin in linears.items() for m in sizes):
@@ -287,41 +309,48 @@ def build_engine(cfg: BertConfig, weights: Weights, vocab: list[str], do_lower_c
             else:
                 forced = int(split_k)
                 splits = [forced] if forced > 1 and k % forced == 0 and (k // forced) % 8 == 0 else []
-            options = [(1, epi)] * (split_k is None or not splits) + [(q, "none") for q in splits]
+            # The unsplit form, for a linear feeding a skip_layernorm with the LayerNorm's residual
+            # added in the epilogue where residual_epilogue_wanted says so (or as forced).
+            residual = splittable and (residual_epilogue_wanted(m, n, packed) if residual_epilogue is None
+                                       else bool(residual_epilogue))
+            options = [(1, epi, residual)] * (split_k is None or not splits) + [(q, "none", False) for q in splits]
             with_ln = bool(splits)  # split and unsplit are timed with the LayerNorm, so they compare whole
             choices = []
-            for q, e in options:
+            for q, e, r in options:
                 key = (_cache_key(dev, m, n, k, precision, e, workspace) + ("" if extended_search else " heuristic")
                        + ("" if cold_weights else " l2-resident weights")
-                       + (f" partials={q}" if q > 1 else "") + (" +layernorm" if with_ln else ""))
-                choices.append((q, e, with_ln, key))
+                       + (f" partials={q}" if q > 1 else "") + (" +residual" if r else "")
+                       + (" +layernorm" if with_ln else ""))
+                choices.append((q, e, with_ln, r, key))
             wanted.append((pi, m, n, k, epi, choices))
-    todo = {c[3]: (m, n, k, c) for _, m, n, k, _, cs in wanted for c in cs if c[3] not in cache}
+    todo = {c[4]: (m, n, k, c) for _, m, n, k, _, cs in wanted for c in cs if c[4] not in cache}
     todo = [todo[key] for key in sorted(todo)]
     if todo:
         if verbose:
             print(f"tuning {len(todo)} GEMM shapes on {dev['name']} (the rest from the timing cache)",
                   file=sys.stderr)
         with _native_errors() as mod:
-            results = mod.tune_gemms([(m, n, k, precision, e, q, ln) for m, n, k, (q, e, ln, _) in todo],
+            results = mod.tune_gemms([(m, n, k, precision, e, q, ln, r) for m, n, k, (q, e, ln, r, _) in todo],
                                      workspace, max_candidates, tune_iterations, extended_search,
                                      cold_weights)
-        for (m, n, k, (q, e, ln, key)), r in zip(todo, results):
-            cache[key] = {"algo": list(r["algo"]), "time_us": r["time_us"],
-                          "heuristic_time_us": r["heuristic_time_us"], "candidates": r["candidates"]}
+        for (m, n, k, (q, e, ln, r, key)), res in zip(todo, results):
+            cache[key] = {"algo": list(res["algo"]), "time_us": res["time_us"],
+                          "heuristic_time_us": res["heuristic_time_us"], "candidates": res["candidates"]}
             if verbose:
-                what = f"{e}" + (f" partials={q}" if q > 1 else "") + (" +layernorm" if ln else "")
-                print(f"  m={m:6d} n={n:5d} k={k:5d} {precision} {what:24s} {r['time_us']:9.1f} us "
-                      f"(heuristic's first {r['heuristic_time_us']:.1f} us; {r['candidates']} timed, "
-                      f"{r.get('heuristic_candidates', '?')} from the heuristic) algo {list(r['algo'])}",
+                what = (f"{e}" + (f" partials={q}" if q > 1 else "") + (" +residual" if r else "")
+                        + (" +layernorm" if ln else ""))
+                print(f"  m={m:6d} n={n:5d} k={k:5d} {precision} {what:33s} {res['time_us']:9.1f} us "
+                      f"(heuristic's first {res['heuristic_time_us']:.1f} us; {res['candidates']} timed, "
+                      f"{res.get('heuristic_candidates', '?')} from the heuristic) algo {list(res['algo'])}",
                       file=sys.stderr)
         if cache_path is not None:
             _write_timing_cache(cache_path, cache)
     gemm_algos = []
     for pi, m, n, k, epi, choices in wanted:
-        q, _, _, key = min(choices, key=lambda c: cache[c[3]]["time_us"])
+        q, _, _, r, key = min(choices, key=lambda c: cache[c[4]]["time_us"])
         gemm_algos.append({"profile": pi, "m": m, "n": n, "k": k, "dtype": precision, "epilogue": epi,
-                           "algo": cache[key]["algo"], "time_us": cache[key]["time_us"], "partials": q})
+                           "algo": cache[key]["algo"], "time_us": cache[key]["time_us"], "partials": q,
+                           "residual": r})
 
     backend_info = {
         "sm": int(dev["sm"]), "gpu_name": dev["name"], "cublaslt_version": int(dev["cublaslt_version"]),

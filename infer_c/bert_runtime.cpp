@@ -21,7 +21,9 @@ struct BertRuntime::Step {
     bool plugin_gelu = false;  // GEMM without bias, then plugins' bias_gelu (erf)
     bool to_output = false;    // the network output: extract [T, 2] float32 logits
     int linear_index = -1;
-    bool feeds_layernorm = false;  // its output is read only by the next skip_layernorm (as x): split-K allowed
+    bool feeds_layernorm = false;  // its output is read only by the next skip_layernorm (as x): split-K
+                                   // or the residual in the epilogue allowed
+    int to_layernorm = -1;         // with feeds_layernorm: the step index of that skip_layernorm
     bool in_layernorm = false;     // the output linear, computed by the skip_layernorm before it (no GEMM)
     // attention
     int heads = 0, head_size = 0;
@@ -38,6 +40,7 @@ struct BertRuntime::ShapeState {
     size_t profile = 0;
     std::vector<GemmPlan> gemms;  // one per linear step
     std::vector<int> partials;    // per linear step: its split-K count (1: unsplit)
+    std::vector<char> residual;   // per linear step: adds its skip_layernorm's residual (beta = 1)
     bool ran_eager = false;
     GraphExec graph;
 };
@@ -116,15 +119,19 @@ BertRuntime::BertRuntime(const std::string& engine_path, bool enable_graph)
                 const int epi = int(gemm_epilogue_from_string(a.get_string("epilogue")));
                 StoredGemm g{GemmAlgoConfig::from_ints(ints), 1};
                 if (const json::Value* pv = a.find("partials")) g.partials = int(pv->as_int("partials"));
+                if (const json::Value* rv = a.find("residual")) g.residual = rv->as_bool("residual");
                 if (g.partials < 1 || g.partials > 16 || k % g.partials != 0 || (k / g.partials) % 8 != 0)
                     throw std::invalid_argument("partials " + std::to_string(g.partials) + " for k=" + std::to_string(k));
-                if (g.partials > 1) {
-                    // Only linears whose output goes straight into a skip_layernorm can split.
+                if (g.residual && g.partials > 1) throw std::invalid_argument("residual stored with split-K");
+                if (g.partials > 1 || g.residual) {
+                    // Only linears whose output goes straight into a skip_layernorm can split or add its residual.
                     bool ok = epi == int(GemmEpilogue::kBias);
                     for (const Step& st : steps_)
                         if (st.kind == Step::Kind::kLinear && st.n == n && st.k == k && int(st.epilogue) == epi)
                             ok = ok && st.feeds_layernorm;
-                    if (!ok) throw std::invalid_argument("split-K stored for a linear that does not feed a skip_layernorm");
+                    if (!ok)
+                        throw std::invalid_argument(std::string(g.residual ? "a residual" : "split-K") +
+                                                    " stored for a linear that does not feed a skip_layernorm");
                 }
                 const int m = int(a.get_int("m"));
                 if (packed_) {
@@ -304,6 +311,7 @@ void BertRuntime::build_steps(const EngineFile& engine) {
         Step& lin = steps_[size_t(it->second)];
         if (lin.kind == Step::Kind::kLinear && lin.epilogue == GemmEpilogue::kBias && !lin.to_output) {
             lin.feeds_layernorm = true;
+            lin.to_layernorm = int(i);
             ln.from_linear = it->second;
         }
     }
@@ -474,6 +482,7 @@ std::unique_ptr<BertRuntime::ShapeState> BertRuntime::make_state(int m, size_t p
         }
         const int partials = stored && s.feeds_layernorm ? stored->partials : 1;
         GemmShape shape{m, s.n, s.k, dt, partials > 1 ? GemmEpilogue::kNone : s.epilogue, partials};
+        shape.residual = stored && s.feeds_layernorm && partials == 1 && stored->residual;
         GemmPlan plan(*lt_, shape);
         if (!stored || !plan.set_algo(stored->algo, workspace_bytes_)) {
             if (stored && exact && gemm_fallbacks_++ == 0)
@@ -486,6 +495,7 @@ std::unique_ptr<BertRuntime::ShapeState> BertRuntime::make_state(int m, size_t p
         if (shape.epilogue != GemmEpilogue::kNone) plan.set_bias(weight_ptr_.at(s.weights[1]));
         st->gemms.push_back(std::move(plan));
         st->partials.push_back(partials);
+        st->residual.push_back(shape.residual);
     }
     return st;
 }
@@ -529,7 +539,10 @@ void BertRuntime::enqueue_ops(ShapeState& st, const Exec& x) {
                 if (s.in_layernorm) break;  // computed by the skip_layernorm before it
                 const bool split = st.partials[size_t(s.linear_index)] > 1;  // fp32 partials; the LayerNorm adds the bias
                 void* y = split ? partials_.get() : act(s.out);
-                st.gemms[size_t(s.linear_index)].run(w(s, 0), act(s.in0), y, workspace_.get(), workspace_bytes_, stream);
+                const void* residual =  // the skip_layernorm's residual, added by the epilogue
+                    st.residual[size_t(s.linear_index)] ? act(steps_[size_t(s.to_layernorm)].in1) : nullptr;
+                st.gemms[size_t(s.linear_index)].run(w(s, 0), act(s.in0), y, workspace_.get(), workspace_bytes_, stream,
+                                                     residual);
                 if (split) break;
                 if (s.plugin_gelu) {
                     BiasGeluParams p{};
@@ -574,6 +587,7 @@ void BertRuntime::enqueue_ops(ShapeState& st, const Exec& x) {
                         p.partial_count = parts;
                         p.bias = w(lin, 1);
                     }
+                    if (st.residual[size_t(lin.linear_index)]) p.residual = nullptr;  // the GEMM added it
                 }
                 p.gamma = w(s, 0);
                 p.beta = w(s, 1);
@@ -736,6 +750,7 @@ std::vector<std::pair<std::string, double>> BertRuntime::time_ops(int batch, int
             case Step::Kind::kSkipLayerNorm: name = "skip_layernorm"; break;
             case Step::Kind::kLinear:
                 name = "linear k=" + std::to_string(s.k) + " n=" + std::to_string(s.n) + " " + to_string(s.epilogue) +
+                       (st.residual[size_t(s.linear_index)] ? " +residual" : "") +
                        (s.plugin_gelu ? " +bias_gelu" : "") + (s.to_output ? " +logits" : "");
                 break;
         }

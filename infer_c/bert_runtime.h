@@ -171,6 +171,7 @@ private:
     struct StoredGemm {
         GemmAlgoConfig algo;
         int partials = 1;
+        bool residual = false;  // the LayerNorm's residual added in the GEMM's epilogue (beta = 1)
     };
     // Stored GEMM algorithms: (profile, n, k, epilogue) -> choice.
     std::map<std::tuple<int, int, int, int>, StoredGemm> stored_algos_;

@@ -7,7 +7,7 @@
 //     .packed, .token_capacity, .max_batch, .max_seq, .token_granularity
 //     .set_inputs(...), .time_forward(batch, seq, iterations, warmup) -> [ms]   (for perf.py)
 //     .profiles, .header_json, .precision, .graph_enabled, .device_memory_bytes, .stats, .device
-//   tune_gemms([(m, n, k, dtype, epilogue, partials, layernorm_after)], workspace_bytes, max_candidates, iterations,
+//   tune_gemms([(m, n, k, dtype, epilogue, partials, layernorm_after[, residual])], workspace_bytes, max_candidates, iterations,
 //              extended_search, cold_weights) -> [dict]
 //   device_info() -> dict;  cublaslt_version() -> int
 //   exceptions UserError(ValueError), EngineFileError(UserError), DeviceError(UserError)
@@ -135,11 +135,20 @@ PYBIND11_MODULE(_bertqa_cuda, m) {
 
     m.def(
         "tune_gemms",
-        [](const std::vector<std::tuple<int, int, int, std::string, std::string, int, bool>>& shapes,
-           size_t workspace_bytes, int max_candidates, int iterations, bool extended_search, bool cold_weights) {
+        [](const std::vector<py::tuple>& shapes, size_t workspace_bytes, int max_candidates, int iterations,
+           bool extended_search, bool cold_weights) {
             std::vector<GemmShape> gs;
-            for (const auto& [mm, n, k, dtype, epi, partials, ln] : shapes)
-                gs.push_back(GemmShape{mm, n, k, gemm_dtype_from_string(dtype), gemm_epilogue_from_string(epi), partials, ln});
+            for (const auto& t : shapes) {
+                if (t.size() != 7 && t.size() != 8)
+                    throw std::invalid_argument("tune_gemms: each shape is (m, n, k, dtype, epilogue, partials, "
+                                                "layernorm_after[, residual])");
+                GemmShape g{t[0].cast<int>(), t[1].cast<int>(), t[2].cast<int>(),
+                            gemm_dtype_from_string(t[3].cast<std::string>()),
+                            gemm_epilogue_from_string(t[4].cast<std::string>()), t[5].cast<int>()};
+                g.layernorm_after = t[6].cast<bool>();
+                g.residual = t.size() == 8 && t[7].cast<bool>();
+                gs.push_back(g);
+            }
             std::vector<GemmTuneResult> results;
             {
                 py::gil_scoped_release release;
@@ -165,7 +174,7 @@ PYBIND11_MODULE(_bertqa_cuda, m) {
         py::arg("iterations") = 20, py::arg("extended_search") = true, py::arg("cold_weights") = true,
         "Times cuBLASLt's heuristic candidates for each (m, n, k, 'fp16'|'fp32', 'none'|'bias'|'gelu_bias', "
         "partials (1, or > 1: split-K into fp32 partials), layernorm_after (time the skip_layernorm that "
-        "consumes the product with it)) and returns the fastest of each as {'algo': [9 ints], 'time_us', 'heuristic_time_us', 'candidates', "
+        "consumes the product with it), residual (optional: the residual added in the epilogue, beta = 1)) and returns the fastest of each as {'algo': [9 ints], 'time_us', 'heuristic_time_us', 'candidates', "
         "'workspace_bytes', 'timings': [(algo, time_us) of every candidate that ran]}.");
     m.def("device_info", []() { return device_dict(current_device_info()); },
           "The current GPU: name, sm (e.g. 90), memory, CUDA and cuBLASLt versions. DeviceError without a GPU.");

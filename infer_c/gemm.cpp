@@ -42,7 +42,7 @@ GemmEpilogue gemm_epilogue_from_string(const std::string& s) {
 std::string GemmShape::str() const {  // no iostreams in the library (see engine_file.cpp)
     return "m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k) + " " +
            to_string(dtype) + " " + to_string(epilogue) + (partials > 1 ? " partials=" + std::to_string(partials) : "") +
-           (layernorm_after ? " +layernorm" : "");
+           (residual ? " +residual" : "") + (layernorm_after ? " +layernorm" : "");
 }
 
 size_t cublaslt_version() { return cublasLtGetVersion(); }
@@ -168,6 +168,8 @@ GemmPlan::GemmPlan(const LtHandle& handle, const GemmShape& shape) : handle_(han
     if (p > 1 && (shape.epilogue != GemmEpilogue::kNone || shape.k % p != 0 || (shape.k / p) % 8 != 0))
         throw std::invalid_argument("a split-K GEMM needs no epilogue and K slices that are multiples of 8: " +
                                     shape.str());
+    if (shape.residual && (p > 1 || shape.epilogue == GemmEpilogue::kGeluBias))
+        throw std::invalid_argument("a residual in the epilogue needs an unsplit product and no GELU: " + shape.str());
     const cudaDataType_t t = cuda_type(shape.dtype);
     const int kslice = shape.k / p;
     try {
@@ -267,11 +269,14 @@ void GemmPlan::set_bias(const void* bias) {
 }
 
 void GemmPlan::run(const void* w, const void* x, void* y, void* workspace, size_t workspace_bytes,
-                   cudaStream_t stream) const {
+                   cudaStream_t stream, const void* residual) const {
     if (!has_algo_) throw std::logic_error("GemmPlan::run before an algorithm was chosen: " + shape_.str());
-    const float alpha = 1.0f, beta = 0.0f;
-    BERTQA_CUBLAS_CHECK(cublasLtMatmul(handle_, desc_, &alpha, w, a_, x, b_, &beta, y, c_, y, c_, &algo_, workspace,
-                                       workspace_bytes, stream));
+    if ((residual != nullptr) != shape_.residual || (residual != nullptr && residual == y))
+        throw std::logic_error("GemmPlan::run: a residual (its own tensor) is given exactly to residual shapes: " +
+                               shape_.str());
+    const float alpha = 1.0f, beta = residual != nullptr ? 1.0f : 0.0f;
+    BERTQA_CUBLAS_CHECK(cublasLtMatmul(handle_, desc_, &alpha, w, a_, x, b_, &beta, residual != nullptr ? residual : y,
+                                       c_, y, c_, &algo_, workspace, workspace_bytes, stream));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -286,15 +291,16 @@ namespace {
 // once per pass and the whole model (0.67 GB for BERT-large fp16) never fits in L2.
 // `after` (may be empty) is enqueued after every product: the LayerNorm that consumes it.
 double time_candidate(GemmPlan& plan, const cublasLtMatmulAlgo_t& algo, const void* w, size_t w_stride,
-                      int w_copies, const void* x, void* y, void* ws, size_t ws_bytes, int iterations,
-                      const Stream& stream, const std::function<void()>& after) {
+                      int w_copies, const void* x, void* y, const void* residual, void* ws, size_t ws_bytes,
+                      int iterations, const Stream& stream, const std::function<void()>& after) {
     plan.set_algo(algo);
     cudaGraph_t raw = nullptr;
     BERTQA_CUDA_CHECK(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal));
     bool ok = true;
     try {
         for (int i = 0; i < iterations; ++i) {
-            plan.run(static_cast<const uint8_t*>(w) + size_t(i % w_copies) * w_stride, x, y, ws, ws_bytes, stream.get());
+            plan.run(static_cast<const uint8_t*>(w) + size_t(i % w_copies) * w_stride, x, y, ws, ws_bytes, stream.get(),
+                     residual);
             if (after) after();
         }
     } catch (const std::exception&) {
@@ -355,7 +361,7 @@ std::vector<GemmTuneResult> tune_gemms(const std::vector<GemmShape>& shapes, siz
         x_bytes = std::max(x_bytes, size_t(s.m) * s.k * e);
         y_bytes = std::max(y_bytes, output_bytes(s));
         b_bytes = std::max(b_bytes, size_t(s.n) * e);
-        if (s.layernorm_after) ln_bytes = std::max(ln_bytes, size_t(s.m) * s.n * e);
+        if (s.layernorm_after || s.residual) ln_bytes = std::max(ln_bytes, size_t(s.m) * s.n * e);
     }
     std::vector<GemmTuneResult> out;
     if (shapes.empty()) return out;
@@ -374,8 +380,8 @@ std::vector<GemmTuneResult> tune_gemms(const std::vector<GemmShape>& shapes, siz
         fill_random(x.get(), size_t(s.m) * s.k, half, seed++, 1.0f, stream.get());
         fill_random(bias.get(), size_t(s.n), half, seed++, 0.1f, stream.get());
         std::function<void()> after;  // the skip_layernorm consuming the product, as in the network
+        if (s.layernorm_after || s.residual) fill_random(ln_residual.get(), size_t(s.m) * s.n, half, seed++, 1.0f, stream.get());
         if (s.layernorm_after) {
-            fill_random(ln_residual.get(), size_t(s.m) * s.n, half, seed++, 1.0f, stream.get());
             fill_random(ln_gamma.get(), size_t(s.n), half, seed++, 1.0f, stream.get());
             fill_random(ln_beta.get(), size_t(s.n), half, seed++, 0.1f, stream.get());
             SkipLayerNormParams p{};
@@ -383,7 +389,7 @@ std::vector<GemmTuneResult> tune_gemms(const std::vector<GemmShape>& shapes, siz
             p.x = s.partials > 1 ? nullptr : y.get();
             p.partials = s.partials > 1 ? static_cast<const float*>(y.get()) : nullptr;
             p.partial_count = s.partials > 1 ? s.partials : 0;
-            p.residual = ln_residual.get();
+            p.residual = s.residual ? nullptr : ln_residual.get();  // residual shapes: the GEMM added it
             p.bias = s.epilogue == GemmEpilogue::kNone ? bias.get() : nullptr;
             p.gamma = ln_gamma.get();
             p.beta = ln_beta.get();
@@ -435,8 +441,9 @@ std::vector<GemmTuneResult> tune_gemms(const std::vector<GemmShape>& shapes, siz
             GemmPlan cand(handle, s);
             cand.set_algo(configs[i], workspace_bytes);
             if (s.epilogue != GemmEpilogue::kNone) cand.set_bias(bias.get());
-            const double t = time_candidate(cand, cand.algo(), w.get(), w_stride, w_copies, x.get(), y.get(), ws.get(),
-                                            workspace_bytes, std::max(iterations, w_copies), stream, after);
+            const double t = time_candidate(cand, cand.algo(), w.get(), w_stride, w_copies, x.get(), y.get(),
+                                            s.residual ? ln_residual.get() : nullptr, ws.get(), workspace_bytes,
+                                            std::max(iterations, w_copies), stream, after);
             if (t < 0) continue;
             ++r.candidates;
             r.timings.emplace_back(configs[i], t);

@@ -13,6 +13,10 @@
 // ([partials, m, n], no epilogue); the skip_layernorm plugin after the linear sums them with the
 // bias and the residual. At small m this fills the GPU with many short tiles and needs no
 // reduction kernel (cuBLASLt's own split-K adds one, or serialises the tiles).
+// Residual in the epilogue (residual): D = X W^T + bias + R with beta = 1 and C = R, an [m, n]
+// tensor of the activations' dtype (not D itself), rounded once; the skip_layernorm after the
+// linear then reads one tensor instead of two. Compute-bound products hide the read of R; the
+// builder times both forms with their LayerNorm and stores the faster ("residual" tactic).
 // Algorithms: heuristics give candidates; tune_gemms() times them on the GPU (each candidate's
 // loop captured in a CUDA graph, on random data) and returns the fastest as a GemmAlgoConfig,
 // a plain list of integers the builder stores in the engine and GemmPlan::set_algo() rebuilds.
@@ -43,9 +47,10 @@ struct GemmShape {
     GemmDType dtype = GemmDType::kFloat16;
     GemmEpilogue epilogue = GemmEpilogue::kBias;
     int partials = 1;              // > 1: split-K into fp32 partials (epilogue kNone; see above)
+    bool residual = false;         // D = X W^T + bias + R (beta = 1; kBias or kNone, unsplit; see above)
     bool layernorm_after = false;  // tuning only: time the product with the skip_layernorm that
-                                   // consumes it, so that split and unsplit compare whole
-    std::string str() const;  // "m=384 n=3072 k=1024 fp16 bias" (+ " partials=4", " +layernorm")
+                                   // consumes it, so that split, unsplit and residual forms compare whole
+    std::string str() const;  // "m=384 n=3072 k=1024 fp16 bias" (+ " partials=4", " +residual", " +layernorm")
 };
 
 // A cuBLASLt algorithm as its configuration attributes (stable across processes).
@@ -106,9 +111,10 @@ public:
 
     // Binds the bias pointer (kBias / kGeluBias epilogues); read when run() enqueues.
     void set_bias(const void* bias);
-    // Enqueues Y = X W^T (+ bias) (GELU) on stream.
+    // Enqueues Y = X W^T (+ bias) (GELU) on stream; residual: Y = X W^T + bias + residual, given
+    // exactly when the shape has residual set (std::logic_error otherwise).
     void run(const void* w, const void* x, void* y, void* workspace, size_t workspace_bytes,
-             cudaStream_t stream) const;
+             cudaStream_t stream, const void* residual = nullptr) const;
 
 private:
     void destroy() noexcept;

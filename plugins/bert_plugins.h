@@ -1,7 +1,7 @@
 // The fused CUDA kernels ("plugins") of the BERT engine: one header, one home per kernel.
 //
 //   embed_layernorm.cu   word + position + token-type embedding lookup fused with LayerNorm
-//   skip_layernorm.cu    LayerNorm(x + residual [+ bias]), FP32 statistics; x may come as the
+//   skip_layernorm.cu    LayerNorm(x [+ residual] [+ bias]), FP32 statistics; x may come as the
 //                        split-K partial products of the linear before it; the QA head (two
 //                        logits per token) may be folded into it
 //   bias_gelu.cu         x = gelu(x + bias) in place (erf or tanh form), when no GEMM epilogue does it
@@ -45,7 +45,7 @@ struct EmbedLayerNormParams {
 struct SkipLayerNormParams {
     DType dtype;
     const void* x;                 // [tokens, hidden]
-    const void* residual;          // [tokens, hidden]
+    const void* residual;          // [tokens, hidden] or nullptr: a plain LayerNorm (the GEMM added it)
     const void* bias;              // [hidden] or nullptr
     const void* gamma;             // [hidden]
     const void* beta;              // [hidden]

@@ -1,7 +1,9 @@
-// skip_layernorm: out = LayerNorm(x + residual [+ bias]) * gamma + beta, FP32 statistics.
+// skip_layernorm: out = LayerNorm(x [+ residual] [+ bias]) * gamma + beta, FP32 statistics.
 //
 // Math (the reference in bench/layernorm_check.cu, double accumulation):
-//   v = x + residual (+ bias), x = sum_q partials[q] when given as split-K partial products
+//   v = x (+ residual) (+ bias), x = sum_q partials[q] when given as split-K partial products
+// Without a residual it is a plain LayerNorm of x: the engine runs it so where the GEMM before it
+// has already added the residual in its epilogue (beta = 1, the builder's "residual" tactic).
 //   out = (v - mean(v)) / sqrt(var(v) + eps) * gamma + beta
 //
 // One row per group of tpr threads (see layernorm_common.cuh): the row is read once with
@@ -27,8 +29,8 @@ namespace {
 template <typename T>
 struct SkipArgs {
     const T* x;
-    const T* residual;
-    const T* bias;  // may be null
+    const T* residual;  // may be null
+    const T* bias;      // may be null
     const T* gamma;
     const T* beta;
     T* out;
@@ -73,6 +75,7 @@ __global__ void __launch_bounds__(MULTI ? (V == 1 ? 1024 : 256) : kWarpPathThrea
     typename IO::Raw rx[VPT], rr[VPT], rb[VPT], g[VPT], b[VPT], w0[HEAD ? VPT : 1], w1[HEAD ? VPT : 1];
     bool have[VPT];
     const bool has_bias = a.bias != nullptr;
+    const bool has_residual = a.residual != nullptr;
     // Issue every load of the row before using any of them.
 #pragma unroll
     for (int k = 0; k < VPT; ++k) {
@@ -80,7 +83,7 @@ __global__ void __launch_bounds__(MULTI ? (V == 1 ? 1024 : 256) : kWarpPathThrea
         have[k] = row_ok && j < a.nv;
         if (have[k]) {
             if constexpr (!PARTIALS) rx[k] = IO::ld(a.x + base + (size_t)j * V);
-            rr[k] = IO::ld(a.residual + base + (size_t)j * V);
+            if (has_residual) rr[k] = IO::ld(a.residual + base + (size_t)j * V);
             if (has_bias) rb[k] = IO::ldg(a.bias + (size_t)j * V);
             g[k] = IO::ldg(a.gamma + (size_t)j * V);
             b[k] = IO::ldg(a.beta + (size_t)j * V);
@@ -109,14 +112,14 @@ __global__ void __launch_bounds__(MULTI ? (V == 1 ? 1024 : 256) : kWarpPathThrea
 #pragma unroll
     for (int k = 0; k < VPT; ++k) {
         if (have[k]) {
-            float fx[V], fr[V];
+            float fx[V], fr[V] = {};
             if constexpr (PARTIALS) {
 #pragma unroll
                 for (int i = 0; i < V; ++i) fx[i] = px[k][i];
             } else {
                 IO::to_f(rx[k], fx);
             }
-            IO::to_f(rr[k], fr);
+            if (has_residual) IO::to_f(rr[k], fr);
             if (has_bias) {
                 float fb[V];
                 IO::to_f(rb[k], fb);
@@ -227,8 +230,7 @@ void skip_layernorm_tuned(const SkipLayerNormParams& p, cudaStream_t stream, int
             "give x or partials (with partial_count), not both");
     require(!partials || (p.partial_count >= 2 && p.partial_count <= 16), fn,
             "partial_count must be 2..16 with partials, got " + std::to_string(p.partial_count));
-    require((partials || p.x) && p.residual && p.gamma && p.beta, fn,
-            "x (or partials), residual, gamma and beta must not be null");
+    require((partials || p.x) && p.gamma && p.beta, fn, "x (or partials), gamma and beta must not be null");
     require(!partials || (p.out != static_cast<const void*>(p.partials)), fn, "out must not alias partials");
     const bool head = p.head_weight != nullptr;
     require(head ? p.head_bias && p.head_out : !p.head_bias && !p.head_out, fn,
@@ -236,7 +238,7 @@ void skip_layernorm_tuned(const SkipLayerNormParams& p, cudaStream_t stream, int
     require(head || p.out, fn, "out must not be null without an output head");
     require(!head || (reinterpret_cast<uintptr_t>(p.head_out) & 7u) == 0, fn, "head_out must be 8-byte aligned");
     const bool vec_ok = p.hidden % static_cast<int>(16 / es) == 0 && aligned16(partials ? p.partials : p.x) &&
-                        aligned16(p.residual) &&
+                        (p.residual == nullptr || aligned16(p.residual)) &&
                         aligned16(p.gamma) && aligned16(p.beta) && (p.out == nullptr || aligned16(p.out)) &&
                         (p.bias == nullptr || aligned16(p.bias)) && (!head || aligned16(p.head_weight));
     const int vec = vec_ok ? static_cast<int>(16 / es) : 1;

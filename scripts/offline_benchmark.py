@@ -48,6 +48,9 @@ def parse_args(argv=None):
     p.add_argument("--max-query-length", type=int, default=64)
     p.add_argument("--limit", type=int, help="only the first N windows (quick runs)")
     p.add_argument("--max-candidates", type=int, default=8, help="GEMM algorithms timed per shape")
+    p.add_argument("--residual-epilogue", choices=("tuned", "off", "both"), default="tuned",
+                   help="the residual-in-GEMM-epilogue tactic: as the builder tunes it (default), never, or "
+                        "both (an A/B: the packed engine also built without it, the two timed alternately)")
     p.add_argument("--out", default=os.environ.get("OUT") or "/tmp/offline_benchmark")
     p.add_argument("--work", default="/tmp/offline_benchmark_work", help="engines, checkpoint, timing cache")
     return p.parse_args(argv)
@@ -129,16 +132,19 @@ def main(argv=None) -> int:
         make_random_checkpoint.main(["bert-large", str(model_dir)])
     ck = load_checkpoint(hf=str(model_dir), vocab=args.vocab, do_lower_case=True)
 
-    def build(mode: str, batch: int):
+    def build(mode: str, batch: int, residual_off: bool = args.residual_epilogue == "off"):
         t0 = time.perf_counter()
         eng = cuda_backend.build_engine(ck.config, ck.weights, list(ck.vocab), True,
                                         [Profile(batch, args.max_seq_length)], "fp16",
                                         timing_cache=work / "timing.cache", max_candidates=args.max_candidates,
-                                        packed=mode == "packed", producer="offline_benchmark")
-        path = work / f"bert-large-{mode}-b{batch}.engine"
+                                        packed=mode == "packed", producer="offline_benchmark",
+                                        residual_epilogue=False if residual_off else None)
+        path = work / f"bert-large-{mode}-b{batch}{'-noresidual' if residual_off else ''}.engine"
         save_engine(path, eng)
         runner = cuda_backend.CudaRunner(path)
-        print(f"built {mode} engine -b {batch} -s {args.max_seq_length} in {time.perf_counter() - t0:.1f} s",
+        fused = sum(bool(a.get("residual")) for a in eng.backend_info["gemm_algos"])
+        print(f"built {mode} engine -b {batch} -s {args.max_seq_length} in {time.perf_counter() - t0:.1f} s "
+              f"({fused} of {len(eng.backend_info['gemm_algos'])} tuned GEMM shapes add the residual in the epilogue)",
               flush=True)
         return runner, time.perf_counter() - t0
 
@@ -182,6 +188,20 @@ def main(argv=None) -> int:
                          "warm_up_passes_s": warm_s, "speedup_vs_padded_same_batch": pad_s / pk_s,
                          "via_padded_api": {"seconds": api_s, "samples_per_s": n / api_s},
                          "rel_error_vs_padded": {"max": float(rel.max()), "mean": float(rel.mean())}})
+            if args.residual_epilogue == "both":
+                # A/B in one run: the engine without the tactic, then the tuned one again, alternating.
+                off, _ = build("packed", batch, residual_off=True)
+                run_off = lambda pb: off.run_packed(pb.input_ids, pb.segment_ids, pb.cu_seqlens)  # noqa: E731
+                for _ in range(2):
+                    timed_pass(run_off, packs)
+                for rnd in (1, 2):
+                    for label, fn in (("packed, residual off", run_off), ("packed, tuned", run_packed)):
+                        tag = f"{label}-b{batch}-r{rnd}"
+                        t, _ = timed_pass(fn, packs, clocks, tag)
+                        rows.append({"engine": label, "batch": batch, "seconds": t, "samples_per_s": n / t,
+                                     "calls": len(idx_batches), "round": rnd, "clock_label": tag,
+                                     "speedup_vs_padded_same_batch": pad_s / t})
+                del off
             for k in (k for k in args.streams if k > 1):
                 # k runners of the same engine file (weights and activations each), graphs captured per
                 # runner before the timing; calls dealt from one queue.
@@ -218,6 +238,10 @@ def main(argv=None) -> int:
           f"{'padded-array API':>16} {'max rel err':>11}")
     for r in rows:
         pk = r["engine"] == "packed"
+        if "round" in r:
+            print(f"{r['engine'] + ' (round ' + str(r['round']) + ')':<30} {r['batch']:>5} {r['seconds']:>8.3f} "
+                  f"{r['samples_per_s']:>10.1f}")
+            continue
         if "streams" in r:
             print(f"{r['engine']:<8} {r['batch']:>9} {r['calls']:>6} {r['seconds']:>8.3f} {r['samples_per_s']:>10.1f} "
                   f"{str(round(r['speedup_vs_padded_same_batch'], 2)) + 'x':>9} "

@@ -370,17 +370,55 @@ def test_build_engine_chooses_split_k(monkeypatch):
     for key in ((384, 128, "bias"), (512, 128, "gelu_bias"), (8, 128, "bias")):  # QKV, FFN in, QA
         assert algos[key]["partials"] == 1
     shapes = {s[:3] + s[4:]: s for s in fake.tuned[0]}
-    assert shapes[(64, 128, 512, "bias", 1, True)]          # unsplit, timed with its LayerNorm
-    assert shapes[(64, 128, 512, "none", 4, True)]          # split: no epilogue (the LayerNorm adds the bias)
-    assert shapes[(64, 384, 128, "bias", 1, False)]         # QKV: as before
+    assert shapes[(64, 128, 512, "bias", 1, True, False)]   # unsplit, timed with its LayerNorm
+    assert shapes[(64, 128, 512, "none", 4, True, False)]   # split: no epilogue (the LayerNorm adds the bias)
+    assert shapes[(64, 384, 128, "bias", 1, False, False)]  # QKV: as before
+    assert not any(a["residual"] for a in eng.backend_info["gemm_algos"])
     # forced: every splittable linear with 8-aligned slices; 1 never splits
     eng = cuda_backend.build_engine(cfg, w, vocab, True, [(1, 64)], "fp16", split_k=4)
     assert {a["partials"] for a in eng.backend_info["gemm_algos"] if a["epilogue"] == "bias" and a["n"] == 128} == {4}
-    eng = cuda_backend.build_engine(cfg, w, vocab, True, [(1, 64)], "fp16", split_k=1)
+    eng = cuda_backend.build_engine(cfg, w, vocab, True, [(1, 64)], "fp16", split_k=1, residual_epilogue=False)
     assert {a["partials"] for a in eng.backend_info["gemm_algos"]} == {1}
-    assert all(not s[6] for s in fake.tuned[-1])
+    assert all(not s[6] and not s[7] for s in fake.tuned[-1])
     with pytest.raises(UserError, match="split_k"):
         cuda_backend.build_engine(cfg, w, vocab, True, [(1, 64)], "fp16", split_k=17)
+
+
+def test_residual_epilogue_rule():
+    from helpers.cuda_backend import RESIDUAL_EPILOGUE_MIN_OUTPUT, residual_epilogue_wanted
+
+    assert residual_epilogue_wanted(128 * 384, 1024)          # BERT-large S=384 B=128: 50M outputs
+    assert not residual_epilogue_wanted(128 * 128, 768)       # BERT-base S=128 B=128: 12.6M
+    assert not residual_epilogue_wanted(8 * 384, 1024)
+    assert residual_epilogue_wanted(RESIDUAL_EPILOGUE_MIN_OUTPUT // 1024, 1024)
+    assert not residual_epilogue_wanted(1024 * 384, 1024, packed=True)  # measured slower offline
+
+
+def test_build_engine_residual_epilogue(monkeypatch):
+    """The linears feeding a skip_layernorm add its residual in their GEMM epilogue at the profiles
+    whose outputs are large enough (residual_epilogue_wanted), tuned in that form (beta = 1); other
+    linears and smaller profiles never; residual_epilogue=True / False forces it."""
+    from helpers import cuda_backend
+
+    fake = _FakeNative()
+    cfg, w, vocab = _tiny_model(monkeypatch, fake, hidden=128, intermediate=512)
+    big = cuda_backend.RESIDUAL_EPILOGUE_MIN_OUTPUT // 128 // 64   # batch whose m x 128 reaches the rule
+    eng = cuda_backend.build_engine(cfg, w, vocab, True, [(1, 64), (big, 64)], "fp16")
+    got = {(a["profile"], a["n"], a["k"], a["epilogue"]): (a["residual"], a["partials"])
+           for a in eng.backend_info["gemm_algos"]}
+    for k in (128, 512):  # attention out, FFN out
+        assert got[(1, 128, k, "bias")] == (True, 1)
+        assert got[(0, 128, k, "bias")][0] is False
+    for key in ((384, 128, "bias"), (512, 128, "gelu_bias"), (8, 128, "bias")):  # QKV, FFN in, QA head
+        assert got[(1,) + key] == (False, 1)
+    tuned = {s[:3]: s for s in fake.tuned[0]}
+    assert tuned[(big * 64, 128, 512)][7] is True and tuned[(big * 64, 128, 512)][6] is False  # tuned with beta = 1
+    eng = cuda_backend.build_engine(cfg, w, vocab, True, [(1, 64)], "fp16", split_k=1, residual_epilogue=True)
+    assert {a["residual"] for a in eng.backend_info["gemm_algos"] if a["n"] == 128 and a["epilogue"] == "bias"} == {True}
+    eng = cuda_backend.build_engine(cfg, w, vocab, True, [(big, 64)], "fp16", residual_epilogue=False)
+    assert not any(a["residual"] for a in eng.backend_info["gemm_algos"])
+    with pytest.raises(UserError, match="unsplit"):
+        cuda_backend.build_engine(cfg, w, vocab, True, [(1, 64)], "fp16", split_k=4, residual_epilogue=True)
 
 
 def test_available_without_module(monkeypatch):

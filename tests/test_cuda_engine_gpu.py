@@ -8,6 +8,10 @@ The reference is BertForQuestionAnswering in float64 on the GPU. fp32 engines mu
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -186,23 +190,41 @@ def test_matches_hugging_face(cuda, tmp_path_factory, name, precision):
           f"over {len(worst)} batches; gelu={runner.engine_info['backend_info'].get('gelu')}")
 
 
-@pytest.mark.parametrize("name,precision,split", [("small", "fp32", 2), ("base", "fp16", 3), ("base", "fp32", 4)])
-def test_split_k_matches_hugging_face(cuda, tmp_path, name, precision, split):
+def test_hopper_attention_matches_hugging_face(cuda):
+    """The engine with every attention launch forced onto the Hopper wgmma kernel
+    (BERTQA_ATTENTION_KERNEL=wgmma, read once per process: a child pytest) meets the same fp16
+    tolerances against Hugging Face, packed engines included; elsewhere than an H100 the kernel
+    is not available and the forced runs fall back to mma.sync."""
+    env = dict(os.environ, BERTQA_ATTENTION_KERNEL="wgmma")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider",
+                        str(Path(__file__)), str(Path(__file__).with_name("test_varseqlen_gpu.py")),
+                        "-k", "(test_matches_hugging_face and fp16) or test_packed_matches"],
+                       capture_output=True, text=True, env=env, timeout=1800)
+    assert r.returncode == 0 and " passed" in r.stdout, r.stdout[-6000:] + r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name,precision,split,residual", [
+    ("small", "fp32", 2, False), ("base", "fp16", 3, False), ("base", "fp32", 4, False),
+    ("small", "fp32", 1, True), ("base", "fp16", 1, True)])
+def test_split_k_matches_hugging_face(cuda, tmp_path, name, precision, split, residual):
     """The attention-out and FFN-out linears forced to run split-K (fp32 partials over K slices, summed
-    with the bias by the skip_layernorm after them): same tolerances; graph replay equals eager."""
+    with the bias by the skip_layernorm after them), or to add the LayerNorm's residual in their
+    epilogue (beta = 1; the LayerNorm reads one tensor): same tolerances; graph replay equals eager."""
     cfg = CONFIGS[name]
     vocab = [f"t{i}" for i in range(cfg.vocab_size)]
     eng = cuda.build_engine(cfg, weights_of(name), vocab, True, PROFILES[name], precision, max_candidates=4,
-                            split_k=split)
-    fed = {(a["n"], a["k"], a["partials"]) for a in eng.backend_info["gemm_algos"]
+                            split_k=split, residual_epilogue=residual)
+    fed = {(a["n"], a["k"], a["partials"], a["residual"]) for a in eng.backend_info["gemm_algos"]
            if a["epilogue"] == "bias" and a["n"] == cfg.hidden_size}
-    assert fed == {(cfg.hidden_size, cfg.hidden_size, split), (cfg.hidden_size, cfg.intermediate_size, split)}
+    assert fed == {(cfg.hidden_size, cfg.hidden_size, split, residual),
+                   (cfg.hidden_size, cfg.intermediate_size, split, residual)}
     path = tmp_path / "split.engine"
     save_engine(path, eng)
     runner = cuda.CudaRunner(path)
     eager = cuda.CudaRunner(path, enable_graph=False)
     largest = max(p.batch * p.seq for p in runner.profiles)
-    assert runner.stats["workspace_bytes"] >= eng.backend_info["workspace_bytes"] + split * largest * cfg.hidden_size * 4
+    if split > 1:
+        assert runner.stats["workspace_bytes"] >= eng.backend_info["workspace_bytes"] + split * largest * cfg.hidden_size * 4
     ref = reference_of(name)
     rng = np.random.default_rng(17)
     worst = []
@@ -219,7 +241,7 @@ def test_split_k_matches_hugging_face(cuda, tmp_path, name, precision, split):
                 assert max_abs <= 1e-3, (batch, seq, pattern, max_abs, rel)
             else:
                 assert rel <= 1e-2, (batch, seq, pattern, max_abs, rel)
-    print(f"\n[split-k] {name} {precision} partials={split}: worst max|out-ref| {max(w[0] for w in worst):.3g}, "
+    print(f"\n[split-k] {name} {precision} partials={split} residual={residual}: worst max|out-ref| {max(w[0] for w in worst):.3g}, "
           f"rel {max(w[1] for w in worst):.3g}")
 
 
@@ -326,6 +348,13 @@ def test_wrong_backend_and_arch(cuda, tmp_path_factory, tmp_path):
     arch = _rewrite(src, tmp_path / "arch.engine", backend_info={**eng.backend_info, "sm": 12})
     with pytest.raises(EngineFileError, match=r"sm_12.*rebuild"):
         cuda.CudaRunner(arch)
+    # a tactic stored for a linear it cannot apply to (the QKV linear feeds attention, not a LayerNorm)
+    qkv_n = 3 * CONFIGS["small"].hidden_size
+    for field, value in (("residual", True), ("partials", 2)):
+        algos = [dict(a, **{field: value}) if a["n"] == qkv_n else a for a in eng.backend_info["gemm_algos"]]
+        bad = _rewrite(src, tmp_path / f"{field}.engine", backend_info={**eng.backend_info, "gemm_algos": algos})
+        with pytest.raises(EngineFileError, match="does not feed a skip_layernorm"):
+            cuda.CudaRunner(bad)
 
 
 def test_bad_inputs(cuda, tmp_path_factory):
@@ -365,9 +394,6 @@ def test_bad_inputs(cuda, tmp_path_factory):
 
 
 def test_perf_binary(cuda, tmp_path_factory, tmp_path):
-    import subprocess
-    from pathlib import Path
-
     perf = Path(__file__).resolve().parents[1] / "build" / "perf"
     if not perf.is_file():
         pytest.skip("build/perf is not built")

@@ -131,14 +131,17 @@ def test_activations_over_2_gib(cuda, tmp_path):  # noqa: F811
     np.testing.assert_allclose(outs[True][mask == 1], outs[False][mask == 1], rtol=0, atol=5e-2)
 
 
-def test_packed_split_k(cuda, tmp_path_factory, tmp_path):  # noqa: F811
-    """A packed engine whose attention-out and FFN-out linears run split-K at every token bucket
-    gives the logits of the packed engine built with the tuned choices (fp32), graph replay included."""
+@pytest.mark.parametrize("split,residual", [(4, False), (1, True)])
+def test_packed_split_k(cuda, tmp_path_factory, tmp_path, split, residual):  # noqa: F811
+    """A packed engine whose attention-out and FFN-out linears run split-K (or add the LayerNorm's
+    residual in their epilogue) at every token bucket gives the logits of the packed engine built
+    with the tuned choices (fp32), graph replay included."""
     cfg = CONFIGS["small"]
     vocab = [f"t{i}" for i in range(cfg.vocab_size)]
     eng = cuda.build_engine(cfg, weights_of("small"), vocab, True, [PACKED["small"]], "fp32", max_candidates=4,
-                            packed=True, split_k=4)
-    assert {a["partials"] for a in eng.backend_info["gemm_algos"] if a["n"] == cfg.hidden_size and a["epilogue"] == "bias"} == {4}
+                            packed=True, split_k=split, residual_epilogue=residual)
+    assert {(a["partials"], a["residual"]) for a in eng.backend_info["gemm_algos"]
+            if a["n"] == cfg.hidden_size and a["epilogue"] == "bias"} == {(split, residual)}
     save_engine(tmp_path / "split.engine", eng)
     split = cuda.CudaRunner(tmp_path / "split.engine")
     plain = cuda.CudaRunner(packed_engine_path(cuda, tmp_path_factory, "small", "fp32"))

@@ -493,7 +493,8 @@ void bench(const char* name, int m, int n, int k) {
     double best_lt = 1e30;
     for (int p : {1, 2, 4}) {
         if (k / kBK % p) continue;
-        bertqa::GemmShape shape{m, n, k, bertqa::GemmDType::kFloat16, bertqa::GemmEpilogue::kNone, p, true};
+        bertqa::GemmShape shape{m, n, k, bertqa::GemmDType::kFloat16, bertqa::GemmEpilogue::kNone, p};
+        shape.layernorm_after = true;
         const auto tuned = bertqa::tune_gemms({shape}, c.ws_bytes, 8, 50, true, true);
         bertqa::GemmPlan plan(lt, shape);
         if (!plan.set_algo(tuned[0].algo, c.ws_bytes)) continue;

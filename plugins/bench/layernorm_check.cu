@@ -13,6 +13,7 @@
 //   embed_layernorm  padded (pos = t % seq) and packed (cu_seqlens of random lengths 0..512, empty
 //                    sequences included; pos = t - cu_seqlens[b]); eps 1e-12 and 1e-5
 //   skip_layernorm   no bias; bias; bias with out aliasing x; no bias with out aliasing residual;
+//                    no residual (a plain LayerNorm of x);
 //                    x as 2, 3 or 8 fp32 split-K partial products (with bias, out aliasing residual
 //                    once; tokens up to 384, where the engine splits); the output head (two fp32
 //                    logits per token from the row as stored, atol 1e-4 + rtol * sum |out_i w_i|,
@@ -280,7 +281,8 @@ static double ref_gelu(double v, bool tanh_form) {
 // partials > 0: x arrives as that many fp32 split-K partial products (alias must not be 1); the
 // reference's x is their exact sum (double, rounded once to float).
 // head 1: also the output head (two logits per token), 2: the head alone (out null, not stored).
-static void check_skip(DType dt, int H, int T, bool with_bias, int alias /*0 none, 1 x, 2 residual*/, float eps,
+// alias 3: no residual at all (a plain LayerNorm of x, as after a GEMM that added it; out its own).
+static void check_skip(DType dt, int H, int T, bool with_bias, int alias /*0 none, 1 x, 2 residual, 3 no residual*/, float eps,
                        int partials = 0, int head = 0) {
     const size_t n = (size_t)T * H, es = esize(dt);
     std::vector<float> off = rand_vec(DType::kFloat32, T, -5.f, 5.f);  // per-row offsets: stress the variance
@@ -304,7 +306,8 @@ static void check_skip(DType dt, int H, int T, bool with_bias, int alias /*0 non
     auto bias = rand_vec(dt, H, -1.f, 1.f);
     auto g = rand_vec(dt, H, 0.5f, 1.5f);
     auto b = rand_vec(dt, H, -0.5f, 0.5f);
-    const auto ref = ref_skip(x, r, with_bias ? &bias : nullptr, g, b, T, H, eps);
+    const bool no_residual = alias == 3;
+    const auto ref = ref_skip(x, no_residual ? std::vector<float>(n, 0.f) : r, with_bias ? &bias : nullptr, g, b, T, H, eps);
     // The head's reference: the reference row rounded as stored, dotted in double.
     auto hw = rand_vec(dt, 2 * (size_t)H, -1.f, 1.f), hb = rand_vec(dt, 2, -1.f, 1.f);
     std::vector<float> href(head ? 2 * (size_t)T : 0), hmag(href.size());
@@ -335,9 +338,9 @@ static void check_skip(DType dt, int H, int T, bool with_bias, int alias /*0 non
         if (!partials) restore(dx.p, dx0.p, n * es);
         restore(dr.p, dr0.p, n * es);
         void* out = head == 2 ? nullptr : alias == 1 ? dx.p : alias == 2 ? dr.p : dout.p;
-        if (alias == 0 || head == 2) poison(dout.p, n * es);
+        if (alias == 0 || alias == 3 || head == 2) poison(dout.p, n * es);
         if (head) poison(dhout.p, 2 * (size_t)T * 4);
-        SkipLayerNormParams p{dt, partials ? nullptr : dx.p, dr.p, with_bias ? dbias.p : nullptr, dg.p, db.p, out, T, H, eps,
+        SkipLayerNormParams p{dt, partials ? nullptr : dx.p, no_residual ? nullptr : dr.p, with_bias ? dbias.p : nullptr, dg.p, db.p, out, T, H, eps,
                               partials ? static_cast<const float*>(dparts.p) : nullptr, partials};
         if (head) {
             p.head_weight = dhw.p;
@@ -346,7 +349,7 @@ static void check_skip(DType dt, int H, int T, bool with_bias, int alias /*0 non
         }
         char what[220];
         snprintf(what, sizeof what, "skip_layernorm %s H=%d T=%d bias=%d out=%s eps=%g partials=%d head=%d knob=%d",
-                 dname(dt), H, T, (int)with_bias, head == 2 ? "none" : alias == 1 ? "x" : alias == 2 ? "residual" : "own",
+                 dname(dt), H, T, (int)with_bias, head == 2 ? "none" : alias == 1 ? "x" : alias == 2 ? "residual" : alias == 3 ? "own, no residual" : "own",
                  eps, partials, head, knob);
         if (!run_launch(what, [&] {
                 if (knob == 0) skip_layernorm(p, g_stream);
@@ -849,6 +852,7 @@ int main(int argc, char** argv) {
                     check_skip(dt, H, T, true, 0, 1e-5f);
                     check_skip(dt, H, T, true, 1, 1e-12f);
                     check_skip(dt, H, T, false, 2, 1e-12f);
+                    check_skip(dt, H, T, false, 3, 1e-12f);  // the residual added by the GEMM before
                     if (T <= 384)  // split-K runs at small batches only
                         for (int count : {2, 3, 8}) check_skip(dt, H, T, true, count == 3 ? 2 : 0, 1e-12f, count);
                     // The output head (the last LayerNorm of the engine): row stored or not, x or partials.

@@ -380,7 +380,7 @@ void bench(const char* name, int m, int n, int k, const std::vector<int>& splits
     bertqa::LtHandle lt;
     for (int p : splits) {
         c.p = p;
-        bertqa::GemmShape shape{m, n, k, bertqa::GemmDType::kFloat16, bertqa::GemmEpilogue::kNone, p, false};
+        bertqa::GemmShape shape{m, n, k, bertqa::GemmDType::kFloat16, bertqa::GemmEpilogue::kNone, p};
         const auto tuned = bertqa::tune_gemms({shape}, c.ws_bytes, 8, 50, true, true);
         bertqa::GemmPlan plan(lt, shape);
         if (!plan.set_algo(tuned[0].algo, c.ws_bytes)) {
@@ -432,7 +432,7 @@ void rank_in_context(const char* name, int m, int n, int k, bertqa::GemmEpilogue
     cudaStream_t st;
     CUDA_CHECK(cudaStreamCreate(&st));
     bertqa::LtHandle lt;
-    bertqa::GemmShape shape{m, n, k, bertqa::GemmDType::kFloat16, epi, p, false};
+    bertqa::GemmShape shape{m, n, k, bertqa::GemmDType::kFloat16, epi, p};
     const auto tuned = bertqa::tune_gemms({shape}, c.ws_bytes, 8, 50, true, true);
     auto timings = tuned[0].timings;
     std::sort(timings.begin(), timings.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
