@@ -7,7 +7,8 @@
 // seqlens[b], all seq query rows computed and written) or packed (cu_seqlens [batch + 1], all keys
 // valid, empty sequences write nothing), the same contract as attention.cu's kernels.
 //
-// Kernel (from plugins/bench/attention_wgmma_probe.cu's serial variant, ATTENTION_NOTES.md v7): one
+// Kernel (the serial variant of the probe plugins/bench/attention_wgmma_probe.cu, ATTENTION_NOTES.md v7,
+// removed once integrated; in git history at 2bf9d87): one
 // CTA per 128 query rows of one (sequence, head): two consumer warpgroups of 64 rows each and a
 // producer warp. The producer loads Q (one 64 x 64 box per warpgroup) and 64-key K and V blocks
 // through a 3-stage ring by TMA (128-byte swizzle) from a 2-D tensor map over qkv

@@ -2,7 +2,7 @@
 // 128-byte swizzle, wgmma shared-memory descriptors and the m64n64k16 fp16 products, and the
 // host-side tensor-map encoder. Used by the plugin attention_hopper.cu (compiled for sm_90a only,
 // plugins/CMakeLists.txt) and by the Hopper probes in bench/ (pdl_gemm_probe.cu,
-// attention_wgmma_probe.cu, gemm_layernorm_probe.cu; built by hand with -Iplugins).
+// gemm_layernorm_probe.cu; built by hand with -Iplugins).
 // Include it only from code compiled for sm_90a (-gencode arch=compute_90a,code=sm_90a): the
 // wgmma instructions exist nowhere else. Host-side errors throw std::runtime_error (plugin rules).
 #pragma once
@@ -66,7 +66,7 @@ __device__ __forceinline__ void prefetch_tensormap(const CUtensorMap* map) {
 // wgmma shared-memory descriptor, 128-byte swizzle. K-major tiles of 128-byte rows: leading offset
 // unused (16), 8-row core matrices 1024 bytes apart; stepping K by 16 fp16 adds 32 bytes to p. The
 // transposed (MN-major) 64 x 64 tile of attention's V takes the same offsets (measured by
-// attention_wgmma_probe), stepping K by 16 rows: 2048 bytes.
+// the attention probe against a float64 reference, ATTENTION_NOTES.md v7), stepping K by 16 rows: 2048 bytes.
 __device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t lbo = 16, uint32_t sbo = 1024) {
     const uint64_t addr = smem_u32(p);
     return ((addr & 0x3FFFF) >> 4) | (uint64_t((lbo >> 4) & 0x3FFF) << 16) | (uint64_t((sbo >> 4) & 0x3FFF) << 32) |

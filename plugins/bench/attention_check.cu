@@ -429,6 +429,39 @@ struct Timing {
     bertqa::attention_detail::Kernel kernel;  // the one timed
 };
 
+// Microseconds per launch: `per_graph` launches captured back to back in one CUDA graph (as the
+// engine runs them; L2 warm), median of 11 replays.
+static double graph_us(const bertqa::AttentionParams& p, cudaStream_t st, int per_graph) {
+    for (int i = 0; i < 3; ++i) bertqa::attention(p, st);
+    CUDA_CHECK(cudaStreamSynchronize(st));
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < per_graph; ++i) bertqa::attention(p, st);
+    CUDA_CHECK(cudaStreamEndCapture(st, &g));
+    CUDA_CHECK(cudaGraphInstantiate(&ge, g, 0));
+    CUDA_CHECK(cudaGraphLaunch(ge, st));
+    CUDA_CHECK(cudaStreamSynchronize(st));
+    cudaEvent_t e0, e1;
+    CUDA_CHECK(cudaEventCreate(&e0));
+    CUDA_CHECK(cudaEventCreate(&e1));
+    std::vector<float> ms(11);
+    for (auto& m : ms) {
+        CUDA_CHECK(cudaEventRecord(e0, st));
+        CUDA_CHECK(cudaGraphLaunch(ge, st));
+        CUDA_CHECK(cudaEventRecord(e1, st));
+        CUDA_CHECK(cudaEventSynchronize(e1));
+        CUDA_CHECK(cudaEventElapsedTime(&m, e0, e1));
+    }
+    std::sort(ms.begin(), ms.end());
+    CUDA_CHECK(cudaEventDestroy(e0));
+    CUDA_CHECK(cudaEventDestroy(e1));
+    CUDA_CHECK(cudaGraphExecDestroy(ge));
+    CUDA_CHECK(cudaGraphDestroy(g));
+    CUDA_CHECK(cudaGetLastError());
+    return ms[ms.size() / 2] * 1e3 / per_graph;
+}
+
 // lengths (optional): a packed batch of these sequence lengths (cu_seqlens; seq = the grid bound
 // as in the engine); otherwise batch full-length padded sequences.
 static Timing time_shape(bertqa::DType dt, int batch, int heads, int D, int seq, void* flush,
@@ -493,29 +526,7 @@ static Timing time_shape(bertqa::DType dt, int batch, int heads, int D, int seq,
         (pass == 0 ? t.cold_us : t.cold_us2) = ms[reps / 2] * 1e3;
     }
     // Graph of 20 back-to-back launches, L2 warm: the per-layer time inside a CUDA graph.
-    {
-        const int per_graph = 20;
-        cudaGraph_t g;
-        cudaGraphExec_t ge;
-        CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-        for (int i = 0; i < per_graph; ++i) bertqa::attention(p, st);
-        CUDA_CHECK(cudaStreamEndCapture(st, &g));
-        CUDA_CHECK(cudaGraphInstantiate(&ge, g, 0));
-        CUDA_CHECK(cudaGraphLaunch(ge, st));
-        CUDA_CHECK(cudaStreamSynchronize(st));
-        std::vector<float> ms(11);
-        for (auto& m : ms) {
-            CUDA_CHECK(cudaEventRecord(e0, st));
-            CUDA_CHECK(cudaGraphLaunch(ge, st));
-            CUDA_CHECK(cudaEventRecord(e1, st));
-            CUDA_CHECK(cudaEventSynchronize(e1));
-            CUDA_CHECK(cudaEventElapsedTime(&m, e0, e1));
-        }
-        std::sort(ms.begin(), ms.end());
-        t.graph_us = ms[ms.size() / 2] * 1e3 / per_graph;
-        CUDA_CHECK(cudaGraphExecDestroy(ge));
-        CUDA_CHECK(cudaGraphDestroy(g));
-    }
+    t.graph_us = graph_us(p, st, 20);
     CUDA_CHECK(cudaGetLastError());
     CUDA_CHECK(cudaStreamDestroy(st));
     CUDA_CHECK(cudaFree(d_in));
@@ -527,38 +538,6 @@ static Timing time_shape(bertqa::DType dt, int batch, int heads, int D, int seq,
 // ---------------------------------------------------------------------------------------------
 // The kernel-choice sweep (--dispatch): mma.sync against wgmma, CUDA-graph timing
 // ---------------------------------------------------------------------------------------------
-// Microseconds per launch: `per_graph` launches captured back to back in one CUDA graph (as the
-// engine runs them; L2 warm), median of 11 replays.
-static double graph_us(const bertqa::AttentionParams& p, cudaStream_t st, int per_graph) {
-    for (int i = 0; i < 3; ++i) bertqa::attention(p, st);
-    CUDA_CHECK(cudaStreamSynchronize(st));
-    cudaGraph_t g;
-    cudaGraphExec_t ge;
-    CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-    for (int i = 0; i < per_graph; ++i) bertqa::attention(p, st);
-    CUDA_CHECK(cudaStreamEndCapture(st, &g));
-    CUDA_CHECK(cudaGraphInstantiate(&ge, g, 0));
-    CUDA_CHECK(cudaGraphLaunch(ge, st));
-    CUDA_CHECK(cudaStreamSynchronize(st));
-    cudaEvent_t e0, e1;
-    CUDA_CHECK(cudaEventCreate(&e0));
-    CUDA_CHECK(cudaEventCreate(&e1));
-    std::vector<float> ms(11);
-    for (auto& m : ms) {
-        CUDA_CHECK(cudaEventRecord(e0, st));
-        CUDA_CHECK(cudaGraphLaunch(ge, st));
-        CUDA_CHECK(cudaEventRecord(e1, st));
-        CUDA_CHECK(cudaEventSynchronize(e1));
-        CUDA_CHECK(cudaEventElapsedTime(&m, e0, e1));
-    }
-    std::sort(ms.begin(), ms.end());
-    CUDA_CHECK(cudaEventDestroy(e0));
-    CUDA_CHECK(cudaEventDestroy(e1));
-    CUDA_CHECK(cudaGraphExecDestroy(ge));
-    CUDA_CHECK(cudaGraphDestroy(g));
-    CUDA_CHECK(cudaGetLastError());
-    return ms[ms.size() / 2] * 1e3 / per_graph;
-}
 
 // BERT-large (16 heads) and BERT-base (12 heads), head size 64, fp16: padded full-length batches
 // S 128/192/256/320/384/512 x B 1/2/4/8/16/32/64/128, and packed SQuAD-like batches of 256 and 1024 sequences of 100..384
