@@ -688,17 +688,14 @@ void attention(const AttentionParams& p, cudaStream_t stream) {
     check_params(p);
     if (pick_kernel(p) == Kernel::kWgmma) {
         attention_detail::launch_hopper(p, stream);
-        const cudaError_t e = cudaGetLastError();
-        if (e != cudaSuccess)
-            throw std::runtime_error(std::string("attention: launch failed: ") + cudaGetErrorString(e));
-        return;
-    }
-    const int mtiles = p.dtype == DType::kFloat16 ? pick_mtiles(p) : 1;
-    BERTQA_DTYPE_SWITCH(p.dtype, T, [&] {
-        BERTQA_HEADDIM_SWITCH(p.head_size, kD, [&] {
-            BERTQA_MTILE_SWITCH(T, kD, mtiles, kMT, [&] { launch<T, kD, kMT>(p, stream); });
+    } else {
+        const int mtiles = p.dtype == DType::kFloat16 ? pick_mtiles(p) : 1;
+        BERTQA_DTYPE_SWITCH(p.dtype, T, [&] {
+            BERTQA_HEADDIM_SWITCH(p.head_size, kD, [&] {
+                BERTQA_MTILE_SWITCH(T, kD, mtiles, kMT, [&] { launch<T, kD, kMT>(p, stream); });
+            });
         });
-    });
+    }
     const cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess)
         throw std::runtime_error(std::string("attention: launch failed: ") + cudaGetErrorString(e));

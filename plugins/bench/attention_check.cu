@@ -60,6 +60,7 @@
 #include "bert_plugins.h"
 
 #include "cuda_check.h"
+#include "probe_common.cuh"
 
 static std::mt19937_64 g_rng;
 static int g_failures = 0;
@@ -407,59 +408,21 @@ static double measure_copy_gbs() {
 // ---------------------------------------------------------------------------------------------
 // Timing
 // ---------------------------------------------------------------------------------------------
-// x[i] = uniform in [-1.5, 1.5) from a hash of (i, seed): fresh values, never zeros (timing data).
-__device__ __forceinline__ float hash_uniform(size_t i, uint64_t seed) {
-    uint64_t z = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return 1.5f * ((float)(z >> 40) * (2.0f / 16777216.0f) - 1.0f);
-}
-__global__ void fill_half_kernel(__half* x, size_t n, uint64_t seed) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        x[i] = __float2half(hash_uniform(i, seed));
-}
-__global__ void fill_float_kernel(float* x, size_t n, uint64_t seed) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        x[i] = hash_uniform(i, seed);
-}
-
 struct Timing {
     double cold_us, cold_us2, graph_us;
     bertqa::attention_detail::Kernel kernel;  // the one timed
 };
 
 // Microseconds per launch: `per_graph` launches captured back to back in one CUDA graph (as the
-// engine runs them; L2 warm), median of 11 replays.
+// engine runs them; L2 warm), after three eager launches (first-launch setup outside the capture).
 static double graph_us(const bertqa::AttentionParams& p, cudaStream_t st, int per_graph) {
     for (int i = 0; i < 3; ++i) bertqa::attention(p, st);
     CUDA_CHECK(cudaStreamSynchronize(st));
-    cudaGraph_t g;
-    cudaGraphExec_t ge;
-    CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-    for (int i = 0; i < per_graph; ++i) bertqa::attention(p, st);
-    CUDA_CHECK(cudaStreamEndCapture(st, &g));
-    CUDA_CHECK(cudaGraphInstantiate(&ge, g, 0));
-    CUDA_CHECK(cudaGraphLaunch(ge, st));
-    CUDA_CHECK(cudaStreamSynchronize(st));
-    cudaEvent_t e0, e1;
-    CUDA_CHECK(cudaEventCreate(&e0));
-    CUDA_CHECK(cudaEventCreate(&e1));
-    std::vector<float> ms(11);
-    for (auto& m : ms) {
-        CUDA_CHECK(cudaEventRecord(e0, st));
-        CUDA_CHECK(cudaGraphLaunch(ge, st));
-        CUDA_CHECK(cudaEventRecord(e1, st));
-        CUDA_CHECK(cudaEventSynchronize(e1));
-        CUDA_CHECK(cudaEventElapsedTime(&m, e0, e1));
-    }
-    std::sort(ms.begin(), ms.end());
-    CUDA_CHECK(cudaEventDestroy(e0));
-    CUDA_CHECK(cudaEventDestroy(e1));
-    CUDA_CHECK(cudaGraphExecDestroy(ge));
-    CUDA_CHECK(cudaGraphDestroy(g));
-    CUDA_CHECK(cudaGetLastError());
-    return ms[ms.size() / 2] * 1e3 / per_graph;
+    return probe::graph_median_us(
+        [&](cudaStream_t s) {
+            for (int i = 0; i < per_graph; ++i) bertqa::attention(p, s);
+        },
+        st, per_graph);
 }
 
 // lengths (optional): a packed batch of these sequence lengths (cu_seqlens; seq = the grid bound
@@ -481,8 +444,9 @@ static Timing time_shape(bertqa::DType dt, int batch, int heads, int D, int seq,
     CUDA_CHECK(cudaMalloc(&d_in, n_in * es));
     CUDA_CHECK(cudaMalloc(&d_out, n_out * es));
     CUDA_CHECK(cudaMalloc(&d_len, (batch + 1) * 4));
-    if (es == 2) fill_half_kernel<<<1024, 256>>>(static_cast<__half*>(d_in), n_in, g_rng());
-    else fill_float_kernel<<<1024, 256>>>(static_cast<float*>(d_in), n_in, g_rng());
+    // Timing data: uniform in [-1.5, 1.5) from a hash, fresh values, never zeros.
+    if (es == 2) probe::fill(static_cast<__half*>(d_in), n_in, g_rng(), 1.5f);
+    else probe::fill(static_cast<float*>(d_in), n_in, g_rng(), 1.5f);
     CUDA_CHECK(cudaGetLastError());
     std::vector<int> lens(batch, seq);  // full-length sequences: all S^2 work is real
     if (lengths) {  // cu_seqlens
@@ -566,7 +530,7 @@ static void dispatch_sweep(int sms) {
     CUDA_CHECK(cudaMalloc(&d_in, n_in * 2));
     CUDA_CHECK(cudaMalloc(&d_out, n_out * 2));
     CUDA_CHECK(cudaMalloc(&d_len, (1024 + 1) * 4));
-    fill_half_kernel<<<1024, 256>>>(d_in, n_in, g_rng());
+    probe::fill(d_in, n_in, g_rng(), 1.5f);
     CUDA_CHECK(cudaGetLastError());
     cudaStream_t st;
     CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));

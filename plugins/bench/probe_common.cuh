@@ -1,6 +1,6 @@
-// probe_common.cuh: what the GEMM probes (pdl_gemm_probe.cu, gemm_layernorm_probe.cu) share on the
-// host side: fresh random fp16 inputs, the timing of a captured chain of kernels, and the
-// comparison of two chains' results.
+// probe_common.cuh: what the probes and checks under bench/ (pdl_gemm_probe.cu,
+// gemm_layernorm_probe.cu, attention_check.cu) share on the host side: fresh random fp16 / fp32
+// inputs, the timing of a captured chain of kernels, and the comparison of two chains' results.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -17,16 +17,18 @@
 namespace probe {
 
 // ptr[i] = offset + scale * u, u uniform in [-1, 1) from a hash of (i, seed): fresh values, never zeros.
-__global__ void fill_kernel(__half* ptr, size_t count, uint64_t seed, float scale, float offset) {
+template <typename T>  // __half or float
+__global__ void fill_kernel(T* ptr, size_t count, uint64_t seed, float scale, float offset) {
     for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < count; i += size_t(gridDim.x) * blockDim.x) {
         uint64_t z = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed;
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
         z ^= z >> 31;
-        ptr[i] = __float2half(offset + scale * (float(z >> 40) * (2.0f / 16777216.0f) - 1.0f));
+        ptr[i] = T(offset + scale * (float(z >> 40) * (2.0f / 16777216.0f) - 1.0f));
     }
 }
-inline void fill(__half* ptr, size_t count, uint64_t seed, float scale, float offset = 0.f) {
+template <typename T>
+inline void fill(T* ptr, size_t count, uint64_t seed, float scale, float offset = 0.f) {
     fill_kernel<<<1024, 256>>>(ptr, count, seed, scale, offset);
     CUDA_CHECK(cudaGetLastError());
 }
