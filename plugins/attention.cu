@@ -565,16 +565,27 @@ int sm_count() {
 
 int g_mtile_override = 0;  // benchmarks only: 1 or 2 forces the m-tiles per warp; 0 = heuristic
 
-// m-tiles per warp for the fp16 kernel: 2 (128-row CTAs, ~15% more efficient per row on the
-// H100) once the grid fills one wave of them (2 CTAs per SM), else 1 (64-row CTAs: twice the
-// CTAs for small batches). Measured on the H100 (ATTENTION_NOTES.md): batch 1 x seq 384 x 16
-// heads (48 CTAs of 128 rows) 11.2 us with 1 vs 12.0 us with 2; batch 8 (384 CTAs) 29.5 us with
-// 1 vs 27.3 us with 2. D = 128 always 1 (registers).
+// m-tiles per warp for the fp16 kernel: 1 (64-row CTAs) or 2 (128-row CTAs, ~15% faster per row on
+// the H100: each K/V fragment feeds two m-tiles). The choice is the shape whose busiest SM carries
+// fewer rows, 128-row CTAs counted 15% cheaper:
+//   rows(R) = ceil(ctas_R / SMs) * R,   ctas_R = batch * heads * ceil(seq / R),
+//   2 m-tiles when rows(128) <= 1.15 * rows(64).
+// It captures both effects the sweep shows (ATTENTION_NOTES.md v9, `attention_check 0 --no-check
+// --dispatch`, three variants timed on every shape): small grids want 64-row CTAs (twice the CTAs
+// over the SMs: BERT-large B1 S384, 96 CTAs of 64 rows, 6.7-7.2 us against 8.7-8.8), and a
+// sequence of 64 mod 128 rows wastes half of its last 128-row tile (S 192: 64-row CTAs win at every
+// batch, BERT-large B128 101-107 us against 129-139). It picks the faster mma.sync shape in 87 of
+// the sweep's 96 padded shapes and is within 1.04x on the others; the grid-size switch it replaces
+// (128 rows from 2 x SMs CTAs of 128) missed BERT-large B8 S256 by 1.31x, BERT-base B128 S192 by
+// 1.28x and BERT-large B16 S128 by 1.18x. D = 128 always 1 (registers). Packed batches count the grid's CTAs (seq = the
+// longest sequence), an upper bound, as the kernel rule below does.
 int pick_mtiles(const AttentionParams& p) {
     if (p.head_size > 64) return 1;
     if (g_mtile_override == 1 || g_mtile_override == 2) return g_mtile_override;
-    const int64_t ctas128 = (int64_t)p.batch * p.heads * ((p.seq + 127) / 128);
-    return ctas128 >= 2LL * sm_count() ? 2 : 1;
+    const int64_t sms = sm_count(), seqs = (int64_t)p.batch * p.heads;
+    const int64_t ctas64 = seqs * ((p.seq + 63) / 64), ctas128 = seqs * ((p.seq + 127) / 128);
+    const int64_t rows64 = (ctas64 + sms - 1) / sms * 64, rows128 = (ctas128 + sms - 1) / sms * 128;
+    return 100 * rows128 <= 115 * rows64 ? 2 : 1;
 }
 
 template <typename T, int D, int MT>
@@ -682,6 +693,7 @@ namespace attention_detail {
 void set_mtile_override(int mtiles) { g_mtile_override = mtiles; }
 void set_kernel_override(Kernel k) { g_kernel_override = k; }
 Kernel selected_kernel(const AttentionParams& p) { return pick_kernel(p); }
+int selected_mtiles(const AttentionParams& p) { return p.dtype == DType::kFloat16 ? pick_mtiles(p) : 1; }
 }  // namespace attention_detail
 
 void attention(const AttentionParams& p, cudaStream_t stream) {

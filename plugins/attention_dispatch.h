@@ -80,6 +80,8 @@ void set_kernel_override(Kernel k);
 // The kernel attention(p) launches now (kMma or kWgmma; fp32 reports kMma). Throws like attention()
 // on a bad BERTQA_ATTENTION_KERNEL.
 Kernel selected_kernel(const AttentionParams& p);
+// The m-tiles per warp the mma.sync kernel would run p with (1: 64-row CTAs, 2: 128-row CTAs).
+int selected_mtiles(const AttentionParams& p);
 
 // attention_hopper.cu. True when this build has sm_90a code, the current device is compute
 // capability 9.0 and the kernel image loads (checked once per device).

@@ -535,13 +535,18 @@ static void dispatch_sweep(int sms) {
     cudaStream_t st;
     CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
     printf("\nkernel choice sweep (fp16, head size 64, per-launch us in a CUDA graph of back-to-back "
-           "launches, median of 11 replays; each kernel timed twice)\n");
-    printf("%-6s %-20s %6s %8s %17s %17s %7s %6s %6s\n", "model", "shape", "heads", "ctas128", "mma us",
-           "wgmma us", "mma/wg", "rule", "best");
+           "launches, median of 11 replays; each variant timed twice, alternating; mma64 / mma128: the "
+           "mma.sync kernel with 64- / 128-row CTAs)\n");
+    printf("%-6s %-20s %6s %8s %15s %15s %15s %8s %8s\n", "model", "shape", "heads", "ctas128", "mma64 us",
+           "mma128 us", "wgmma us", "launcher", "best");
     struct Model {
         const char* name;
         int heads;
     };
+    // The three variants: (kernel, m-tiles of the mma.sync kernel).
+    const Kernel kind[3] = {Kernel::kMma, Kernel::kMma, Kernel::kWgmma};
+    const int mtiles[3] = {1, 2, 0};
+    const char* vname[3] = {"mma64", "mma128", "wgmma"};
     for (const Model m : {Model{"large", 16}, Model{"base", 12}}) {
         struct Row {
             int batch, seq;
@@ -573,24 +578,32 @@ static void dispatch_sweep(int sms) {
             p.cu_seqlens = row.lens ? d_len : nullptr;
             p.scale = 0.125f;
             const int per_graph = tokens * m.heads < 200000 ? 200 : 20;
-            double t[2][2];
+            double t[3][2];
             for (int rep = 0; rep < 2; ++rep)
-                for (int k = 0; k < 2; ++k) {
-                    force_kernel(k == 0 ? Kernel::kMma : Kernel::kWgmma);
+                for (int k = 0; k < 3; ++k) {
+                    bertqa::attention_detail::set_mtile_override(mtiles[k]);
+                    force_kernel(kind[k]);
                     t[k][rep] = graph_us(p, st, per_graph);
                 }
+            bertqa::attention_detail::set_mtile_override(0);
             force_kernel(Kernel::kAuto);
-            const bool rule_wg = bertqa::attention_detail::selected_kernel(p) == Kernel::kWgmma;
-            const double mma = std::min(t[0][0], t[0][1]), wg = std::min(t[1][0], t[1][1]);
-            char shape[32], a[32], b[32];
+            const int picked = bertqa::attention_detail::selected_kernel(p) == Kernel::kWgmma ? 2
+                               : bertqa::attention_detail::selected_mtiles(p) == 2 ? 1 : 0;
+            double best_t[3];
+            int best = 0;
+            for (int k = 0; k < 3; ++k) {
+                best_t[k] = std::min(t[k][0], t[k][1]);
+                if (best_t[k] < best_t[best]) best = k;
+            }
+            char shape[32], c[3][32];
             if (row.lens) snprintf(shape, sizeof shape, "packed %d (100-384)", row.batch);
             else snprintf(shape, sizeof shape, "B%-4d S%d", row.batch, row.seq);
-            snprintf(a, sizeof a, "%.1f / %.1f", t[0][0], t[0][1]);
-            snprintf(b, sizeof b, "%.1f / %.1f", t[1][0], t[1][1]);
+            for (int k = 0; k < 3; ++k) snprintf(c[k], sizeof c[k], "%.1f / %.1f", t[k][0], t[k][1]);
             const long long ctas = (long long)row.batch * m.heads * ((row.seq + 127) / 128);
-            printf("%-6s %-20s %6d %8lld %17s %17s %7.3f %6s %6s%s\n", m.name, shape, m.heads, ctas, a, b,
-                   mma / wg, rule_wg ? "wgmma" : "mma", wg < mma ? "wgmma" : "mma",
-                   (wg < mma) != rule_wg ? "  <- rule differs" : "");
+            printf("%-6s %-20s %6d %8lld %15s %15s %15s %8s %8s", m.name, shape, m.heads, ctas, c[0], c[1], c[2],
+                   vname[picked], vname[best]);
+            if (picked != best) printf("  <- launcher %.2fx the best", best_t[picked] / best_t[best]);
+            printf("\n");
         }
     }
     printf("(%d SMs)\n", sms);
