@@ -142,17 +142,9 @@ void launch_embed(const EmbedLayerNormParams& p, const RowConfig& c, cudaStream_
     a.inv_h = 1.0f / static_cast<float>(p.hidden);
     a.eps = p.eps;
     const unsigned grid = (unsigned)((p.tokens + c.rows_per_block - 1) / c.rows_per_block);
-    switch (c.vpt) {
-#define BERTQA_EMBED_CASE(N) \
-    case N:                                                                          \
-        if (c.tpr > 32) embed_layernorm_kernel<T, V, N, true><<<grid, c.threads, 0, stream>>>(a);   \
-        else embed_layernorm_kernel<T, V, N, false><<<grid, c.threads, 0, stream>>>(a);             \
-        break;
-        BERTQA_EMBED_CASE(1) BERTQA_EMBED_CASE(2) BERTQA_EMBED_CASE(3) BERTQA_EMBED_CASE(4)
-        BERTQA_EMBED_CASE(5) BERTQA_EMBED_CASE(6) BERTQA_EMBED_CASE(7) BERTQA_EMBED_CASE(8)
-#undef BERTQA_EMBED_CASE
-        default: throw std::logic_error("embed_layernorm: bad vectors per thread");
-    }
+    dispatch_row_shape(c, [&](auto multi, auto vpt) {
+        embed_layernorm_kernel<T, V, decltype(vpt)::value, decltype(multi)::value><<<grid, c.threads, 0, stream>>>(a);
+    });
 }
 
 }  // namespace

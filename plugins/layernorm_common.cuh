@@ -253,6 +253,29 @@ inline RowConfig choose_row_config(int hidden, int vec, int max_vpt) {
     return c;
 }
 
+// The one switch from a RowConfig to a row kernel's compile-time shape: calls
+// f(std::bool_constant<MULTI>{}, std::integral_constant<int, VPT>{}) with MULTI = (tpr > 32), one row
+// per block, and VPT = c.vpt (1..kMaxVpt).
+template <typename F>
+void dispatch_row_shape(const RowConfig& c, F&& f) {
+    auto by_vpt = [&](auto multi) {
+        switch (c.vpt) {
+            case 1: f(multi, std::integral_constant<int, 1>{}); break;
+            case 2: f(multi, std::integral_constant<int, 2>{}); break;
+            case 3: f(multi, std::integral_constant<int, 3>{}); break;
+            case 4: f(multi, std::integral_constant<int, 4>{}); break;
+            case 5: f(multi, std::integral_constant<int, 5>{}); break;
+            case 6: f(multi, std::integral_constant<int, 6>{}); break;
+            case 7: f(multi, std::integral_constant<int, 7>{}); break;
+            case 8: f(multi, std::integral_constant<int, 8>{}); break;
+            default: throw std::logic_error("row kernel: bad vectors per thread " + std::to_string(c.vpt));
+        }
+    };
+    static_assert(kMaxVpt == 8, "dispatch_row_shape lists VPT 1..8");
+    if (c.tpr > 32) by_vpt(std::true_type{});
+    else by_vpt(std::false_type{});
+}
+
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 inline size_t dtype_size(DType t) {

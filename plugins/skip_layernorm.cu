@@ -190,30 +190,15 @@ void launch_skip(const SkipLayerNormParams& p, const RowConfig& c, cudaStream_t 
     a.head_out = p.head_out;
     const bool partials = p.partials != nullptr;
     const unsigned grid = (unsigned)((p.tokens + c.rows_per_block - 1) / c.rows_per_block);
-    // One switch over the four variants; MULTI (rows per block or per warp group) and VPT from c.
-    auto go = [&](auto multi, auto vpt) {
+    // The four variants; MULTI (rows per block or per warp group) and VPT from c.
+    dispatch_row_shape(c, [&](auto multi, auto vpt) {
         constexpr bool M = decltype(multi)::value;
         constexpr int N = decltype(vpt)::value;
         if (p.head_weight && partials) skip_layernorm_kernel<T, V, N, M, true, true><<<grid, c.threads, 0, stream>>>(a);
         else if (p.head_weight) skip_layernorm_kernel<T, V, N, M, false, true><<<grid, c.threads, 0, stream>>>(a);
         else if (partials) skip_layernorm_kernel<T, V, N, M, true, false><<<grid, c.threads, 0, stream>>>(a);
         else skip_layernorm_kernel<T, V, N, M, false, false><<<grid, c.threads, 0, stream>>>(a);
-    };
-    auto by_vpt = [&](auto multi) {
-        switch (c.vpt) {
-            case 1: go(multi, std::integral_constant<int, 1>{}); break;
-            case 2: go(multi, std::integral_constant<int, 2>{}); break;
-            case 3: go(multi, std::integral_constant<int, 3>{}); break;
-            case 4: go(multi, std::integral_constant<int, 4>{}); break;
-            case 5: go(multi, std::integral_constant<int, 5>{}); break;
-            case 6: go(multi, std::integral_constant<int, 6>{}); break;
-            case 7: go(multi, std::integral_constant<int, 7>{}); break;
-            case 8: go(multi, std::integral_constant<int, 8>{}); break;
-            default: throw std::logic_error("skip_layernorm: bad vectors per thread");
-        }
-    };
-    if (c.tpr > 32) by_vpt(std::true_type{});
-    else by_vpt(std::false_type{});
+    });
 }
 
 }  // namespace
