@@ -112,6 +112,15 @@ def limiter(s: dict) -> str:
     return ", ".join(why) or "-"
 
 
+def joules_per_item(s: dict, items_per_s: float) -> float | None:
+    """Mean power over a pass divided by its throughput: the energy each item (window, sequence)
+    cost. At the power cap a run's items/s follows the card's clock, which drifts with its
+    temperature between runs; joules per item is the figure the code sets. None without samples."""
+    if not s.get("samples") or not items_per_s > 0:
+        return None
+    return s["power_w_mean"] / items_per_s
+
+
 def describe(s: dict) -> str:
     if not s.get("samples"):
         return "no clock samples (nvidia-smi missing or the window too short)"

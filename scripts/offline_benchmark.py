@@ -148,7 +148,7 @@ def main(argv=None) -> int:
               flush=True)
         return runner, time.perf_counter() - t0
 
-    from helpers.gpu_clocks import ClockMonitor, describe
+    from helpers.gpu_clocks import ClockMonitor, describe, joules_per_item
 
     rows, dev = [], None
     with ClockMonitor() as clocks:  # SM clock and power over each timed pass (nvidia-smi)
@@ -223,6 +223,7 @@ def main(argv=None) -> int:
 
     for r in rows:
         r["gpu_clocks"] = clocks.summary(r.pop("clock_label", f"{r['engine']}-b{r['batch']}"))
+        r["joules_per_window"] = joules_per_item(r["gpu_clocks"], r["samples_per_s"])
     res = {
         "device": dev["name"], "sm": dev["sm"], "cublaslt_version": dev["cublaslt_version"],
         "model": "BERT-large (random weights), fp16", "windows": n, "questions": len(examples),
@@ -253,7 +254,8 @@ def main(argv=None) -> int:
               f"{(str(round(r['via_padded_api']['samples_per_s'], 1)) + '/s') if pk else '':>16} "
               f"{('%.2e' % r['rel_error_vs_padded']['max']) if pk else '':>11}")
     for r in rows:
-        print(f"{r['engine']} -b {r['batch']} timed pass: {describe(r['gpu_clocks'])}")
+        energy = "" if r["joules_per_window"] is None else f"; {r['joules_per_window']:.4f} J per window"
+        print(f"{r['engine']} -b {r['batch']} timed pass: {describe(r['gpu_clocks'])}{energy}")
     print(f"wrote {out_dir / 'offline_benchmark.json'}")
     return 0
 

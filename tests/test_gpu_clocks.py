@@ -59,3 +59,11 @@ def test_limiter():
 
     assert limiter({"clock_event_reasons": {"sw_power_cap": 1.0, "idle": 0.9}}) == "sw_power_cap"
     assert limiter({"clock_event_reasons": {"sw_thermal": 0.2}}) == "-" and limiter({"samples": 0}) == "-"
+
+
+def test_joules_per_item():
+    from helpers.gpu_clocks import joules_per_item
+
+    assert joules_per_item({"samples": 12, "power_w_mean": 697.0}, 4646.2) == 697.0 / 4646.2
+    assert joules_per_item({"samples": 0}, 4646.2) is None
+    assert joules_per_item({"samples": 3, "power_w_mean": 600.0}, 0.0) is None
