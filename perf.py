@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import numpy as np
 
-    from helpers.gpu_clocks import ClockMonitor, limiter
+    from helpers.gpu_clocks import ClockMonitor, joules_per_item, limiter
     from helpers.runtime import open_engine
     from helpers.timing import summarize
 
@@ -74,15 +74,18 @@ def main(argv=None) -> int:
             rows.append({"batch": batch, "seq": args.sequence_length, **summarize(latencies, batch)})
     for r in rows:
         r["gpu_clocks"] = clocks.summary(str(r["batch"]))
+        r["joules_per_sequence"] = joules_per_item(r["gpu_clocks"], r["sequences_per_s"])
     show_clock = any(r["gpu_clocks"]["samples"] for r in rows)
     print(f"engine {path}: {engine.backend} {engine.precision}, {engine.config.num_layers} layers, "
           f"hidden {engine.config.hidden_size}; {args.iterations} iterations after {args.warm_up_runs} warm-up")
     print(f"{'batch':>5} {'seq':>4} {'mean ms':>9} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9} {'seq/s':>10}"
-          + (f" {'SM MHz':>7}  clock held back by" if show_clock else ""))
+          + (f" {'SM MHz':>7} {'J/seq':>7}  clock held back by" if show_clock else ""))
     for r in rows:
         c, clock = r["gpu_clocks"], ""
         if show_clock:
-            clock = f" {c['sm_clock_mhz_mean']:>7.0f}  {limiter(c)}" if c["samples"] else f" {'-':>7}"
+            j = r["joules_per_sequence"]
+            clock = (f" {c['sm_clock_mhz_mean']:>7.0f} {j:>7.4f}  {limiter(c)}" if c["samples"] and j is not None
+                     else f" {'-':>7} {'-':>7}")
         print(f"{r['batch']:>5} {r['seq']:>4} {r['mean_ms']:>9.3f} {r['p50_ms']:>9.3f} {r['p95_ms']:>9.3f} "
               f"{r['p99_ms']:>9.3f} {r['sequences_per_s']:>10.1f}{clock}")
     if args.json:
