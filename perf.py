@@ -84,7 +84,7 @@ def main(argv=None) -> int:
         c, clock = r["gpu_clocks"], ""
         if show_clock:
             j = r["joules_per_sequence"]
-            clock = (f" {c['sm_clock_mhz_mean']:>7.0f} {j:>7.4f}  {limiter(c)}" if c["samples"] and j is not None
+            clock = (f" {c['sm_clock_mhz_mean']:>7.0f} {j:>7.4f}  {limiter(c)}" if j is not None
                      else f" {'-':>7} {'-':>7}")
         print(f"{r['batch']:>5} {r['seq']:>4} {r['mean_ms']:>9.3f} {r['p50_ms']:>9.3f} {r['p95_ms']:>9.3f} "
               f"{r['p99_ms']:>9.3f} {r['sequences_per_s']:>10.1f}{clock}")

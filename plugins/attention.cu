@@ -577,10 +577,10 @@ int g_mtile_override = 0;  // benchmarks only: 1 or 2 forces the m-tiles per war
 // batch, BERT-large B128 101-107 us against 129-139). It picks the faster mma.sync shape in 87 of
 // the sweep's 96 padded shapes and is within 1.04x on the others; the grid-size switch it replaces
 // (128 rows from 2 x SMs CTAs of 128) missed BERT-large B8 S256 by 1.31x, BERT-base B128 S192 by
-// 1.28x and BERT-large B16 S128 by 1.18x. D = 128 always 1 (registers). Packed batches count the grid's CTAs (seq = the
-// longest sequence), an upper bound, as the kernel rule below does.
+// 1.28x and BERT-large B16 S128 by 1.18x. fp32 and D = 128 always 1 (registers). Packed batches
+// count the grid's CTAs (seq = the longest sequence), an upper bound, as the kernel rule below does.
 int pick_mtiles(const AttentionParams& p) {
-    if (p.head_size > 64) return 1;
+    if (p.dtype != DType::kFloat16 || p.head_size > 64) return 1;
     if (g_mtile_override == 1 || g_mtile_override == 2) return g_mtile_override;
     const int64_t sms = sm_count(), seqs = (int64_t)p.batch * p.heads;
     const int64_t ctas64 = seqs * ((p.seq + 63) / 64), ctas128 = seqs * ((p.seq + 127) / 128);
@@ -693,7 +693,7 @@ namespace attention_detail {
 void set_mtile_override(int mtiles) { g_mtile_override = mtiles; }
 void set_kernel_override(Kernel k) { g_kernel_override = k; }
 Kernel selected_kernel(const AttentionParams& p) { return pick_kernel(p); }
-int selected_mtiles(const AttentionParams& p) { return p.dtype == DType::kFloat16 ? pick_mtiles(p) : 1; }
+int selected_mtiles(const AttentionParams& p) { return pick_mtiles(p); }
 }  // namespace attention_detail
 
 void attention(const AttentionParams& p, cudaStream_t stream) {
@@ -701,7 +701,7 @@ void attention(const AttentionParams& p, cudaStream_t stream) {
     if (pick_kernel(p) == Kernel::kWgmma) {
         attention_detail::launch_hopper(p, stream);
     } else {
-        const int mtiles = p.dtype == DType::kFloat16 ? pick_mtiles(p) : 1;
+        const int mtiles = pick_mtiles(p);
         BERTQA_DTYPE_SWITCH(p.dtype, T, [&] {
             BERTQA_HEADDIM_SWITCH(p.head_size, kD, [&] {
                 BERTQA_MTILE_SWITCH(T, kD, mtiles, kMT, [&] { launch<T, kD, kMT>(p, stream); });

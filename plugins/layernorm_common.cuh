@@ -254,8 +254,8 @@ inline RowConfig choose_row_config(int hidden, int vec, int max_vpt) {
 }
 
 // The one switch from a RowConfig to a row kernel's compile-time shape: calls
-// f(std::bool_constant<MULTI>{}, std::integral_constant<int, VPT>{}) with MULTI = (tpr > 32), one row
-// per block, and VPT = c.vpt (1..kMaxVpt).
+// f(std::bool_constant<MULTI>{}, std::integral_constant<int, VPT>{}) with MULTI = (c.tpr > 32: one row
+// per block) and VPT = c.vpt (1..kMaxVpt).
 template <typename F>
 void dispatch_row_shape(const RowConfig& c, F&& f) {
     auto by_vpt = [&](auto multi) {
