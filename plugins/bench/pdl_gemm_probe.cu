@@ -64,8 +64,9 @@ constexpr int kMaxStages = 8;
 
 using namespace hopper;
 
-__device__ __forceinline__ void grid_dependency_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
-__device__ __forceinline__ void allow_dependents() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+using probe::allow_dependents;
+using probe::grid_dependency_wait;
+using probe::launch_plain_or_pdl;
 
 // grid (n / 64, ceil(m / 128), p); dynamic shared memory: stages * 24 KB + barriers + 1 KB alignment.
 template <bool kPdl>
@@ -153,22 +154,6 @@ int late_for(bool producer) { return g_trigger_mode == 1 || (g_trigger_mode == 2
 int stages_for(int k, int p) { return std::min(k / kBlockK / p, kMaxStages); }
 size_t smem_for(int stages) { return size_t(stages) * kStageBytes + 2 * stages * 8 + 1024; }
 
-// A launch with or without programmatic stream serialisation (PDL) on stream st.
-template <typename K, typename... Args>
-void launch_plain_or_pdl(bool pdl, K kernel, dim3 grid, dim3 block, size_t smem, cudaStream_t st, Args... args) {
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = grid;
-    cfg.blockDim = block;
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = st;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = pdl ? 1 : 0;
-    CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, args...));
-}
-
 void launch_ours(bool pdl, const void* x, const void* w, float* partials, int m, int n, int k, int p, cudaStream_t st) {
     const int stages = stages_for(k, p);
     const size_t smem = smem_for(stages);
@@ -227,15 +212,7 @@ __global__ void reference_kernel(const __half* x, const __half* w, double* ref, 
 
 using probe::fill;
 
-// One-CTA writer for the hazard check: lets dependents launch, spins ~delay_ns, then writes x = src.
-__global__ void slow_writer_kernel(const __half* src, __half* x, int count, long long delay_ns) {
-    allow_dependents();
-    const long long t0 = clock64();
-    // clock64 counts SM cycles: ~2 per ns at the H100's clocks.
-    while (clock64() - t0 < 2 * delay_ns) {
-    }
-    for (int i = threadIdx.x; i < count; i += blockDim.x) x[i] = src[i];
-}
+using probe::slow_writer_kernel;
 
 int g_failures = 0;
 

@@ -1,6 +1,7 @@
 // probe_common.cuh: what the probes and checks under bench/ (pdl_gemm_probe.cu,
-// gemm_layernorm_probe.cu, attention_check.cu) share on the host side: fresh random fp16 / fp32
-// inputs, the timing of a captured chain of kernels, and the comparison of two chains' results.
+// gemm_layernorm_probe.cu, attention_check.cu, cutlass_gemm_probe.cu) share: fresh random fp16 / fp32
+// inputs, PDL launches and the PDL hazard writer, the timing of a captured chain of kernels, and the
+// comparison of two chains' results.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -31,6 +32,46 @@ template <typename T>
 inline void fill(T* ptr, size_t count, uint64_t seed, float scale, float offset = 0.f) {
     fill_kernel<<<1024, 256>>>(ptr, count, seed, scale, offset);
     CUDA_CHECK(cudaGetLastError());
+}
+
+// Programmatic dependent launch (PDL) from inside a kernel: wait until the kernel in front has
+// finished and its writes are visible / let the kernel behind launch early.
+// (Hopper and later; no-ops where a check is also built for older GPUs, which have no PDL.)
+__device__ __forceinline__ void grid_dependency_wait() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void allow_dependents() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// A launch with or without programmatic stream serialisation (PDL) on stream st.
+template <typename K, typename... Args>
+void launch_plain_or_pdl(bool pdl, K kernel, dim3 grid, dim3 block, size_t smem, cudaStream_t st, Args... args) {
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, args...));
+}
+
+// The PDL hazard checks' writer (one CTA): lets its dependents launch at once, spins ~delay_ns,
+// then writes x = src; a dependent that read x before its griddepcontrol.wait sees the old x.
+__global__ void slow_writer_kernel(const __half* src, __half* x, int count, long long delay_ns) {
+    allow_dependents();
+    const long long t0 = clock64();
+    while (clock64() - t0 < 2 * delay_ns) {  // clock64 counts SM cycles: ~2 per ns at the H100's clocks
+    }
+    for (int i = threadIdx.x; i < count; i += blockDim.x) x[i] = src[i];
 }
 
 // Captures enqueue(st) once as a CUDA graph, replays it 23 times and returns the median of the last
