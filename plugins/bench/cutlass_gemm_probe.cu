@@ -39,7 +39,8 @@
 //   nvcc -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a --expt-relaxed-constexpr \
 //     -I$CUTLASS/include -I$CUTLASS/tools/util/include \
 //     -DCUTLASS_ENABLE_GDC_FOR_SM90 -Iinfer_c -Iplugins plugins/bench/cutlass_gemm_probe.cu \
-//     build/libbertqa_runtime.a -lcublasLt -lcuda -o /tmp/cutlass_gemm_probe && /tmp/cutlass_gemm_probe
+//     build/libbertqa_runtime.a build/plugins/libbertqa_plugins.a -lcublasLt -lcuda -o /tmp/cutlass_gemm_probe
+//   /tmp/cutlass_gemm_probe [--bench-only [--shape I]]   (I: 0-7, the shapes in main(), one at a time)
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -441,14 +442,15 @@ int main(int argc, char** argv) {
         std::printf("checks: %d failed\n", g_failures);
         if (g_failures) return 1;
     }
-    bench("base B=1 QKV", 128, 2304, 768);
-    bench("base B=1 attention-out", 128, 768, 768);
-    bench("base B=1 FFN-in", 128, 3072, 768);
-    bench("base B=1 FFN-out", 128, 768, 3072);
-    bench("large B=1 QKV", 384, 3072, 1024);
-    bench("large B=1 attention-out", 384, 1024, 1024);
-    bench("large B=1 FFN-in", 384, 4096, 1024);
-    bench("large B=1 FFN-out", 384, 1024, 4096);
+    // --shape I (with --bench-only): the I-th shape alone, e.g. under ncu.
+    const int only = argc > 3 && std::strcmp(argv[2], "--shape") == 0 ? std::atoi(argv[3]) : -1;
+    struct Case { const char* name; int m, n, k; };
+    const Case cases[] = {{"base B=1 QKV", 128, 2304, 768},          {"base B=1 attention-out", 128, 768, 768},
+                          {"base B=1 FFN-in", 128, 3072, 768},       {"base B=1 FFN-out", 128, 768, 3072},
+                          {"large B=1 QKV", 384, 3072, 1024},        {"large B=1 attention-out", 384, 1024, 1024},
+                          {"large B=1 FFN-in", 384, 4096, 1024},     {"large B=1 FFN-out", 384, 1024, 4096}};
+    for (int i = 0; i < int(sizeof cases / sizeof cases[0]); ++i)
+        if (only < 0 || only == i) bench(cases[i].name, cases[i].m, cases[i].n, cases[i].k);
     std::printf("\n%s\n", g_failures ? "FAILURES" : "all checks and chains agree");
     return g_failures ? 1 : 0;
 }
