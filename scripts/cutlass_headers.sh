@@ -2,6 +2,8 @@
 # Unpacks CUTLASS's C++ headers from the nvidia-cutlass wheel (header-only; used by
 # plugins/bench/cutlass_gemm_probe.cu) into DIR and prints DIR.
 #   bash scripts/cutlass_headers.sh WHEEL DIR
+# The wheel (6.4 MB; the GPU machine cannot download it): here, `python3 -m pip download --no-deps
+# -d .carry nvidia-cutlass==4.2.0.0`, then name .carry in the device call's carry.
 # CUTLASS 4.2's stream-K scheduler does not compile with programmatic dependent launch on
 # (CUTLASS_ENABLE_GDC_FOR_SM90): its const is_last_tile() passes the member unit_iter_start_ to a
 # function taking uint32_t&. The fix applied here passes a copy, which is also what a query that
