@@ -113,8 +113,8 @@ using Pp64x64 = CutlassLinear<Shape<_64, _64, _64>, Pingpong, PingpongEpi, Persi
 
 enum class Decomp { kDataParallel, kSplitK, kStreamK };
 
-// One configured linear: a CUTLASS kernel type, its decomposition and splits, type-erased so that
-// the chain can hold one per link.
+// One configured linear (a CUTLASS kernel with its decomposition, or cuBLASLt's tuned plan),
+// type-erased so that the checks and the chain treat every variant alike.
 struct Linear {
     std::string name;
     std::function<void(const __half* x, const __half* w, const __half* bias, __half* y, cudaStream_t st, bool pdl)> run;
