@@ -59,9 +59,9 @@ constexpr int kThreads = 256;
 constexpr int kTile = 64;    // every product unit computes MT x 64 outputs (MT = 64 or 128 rows)
 constexpr int kMaxKS = 768;  // the longest K slice a unit holds in shared memory
 constexpr int kChunk = 64;   // K per cp.async group
-constexpr int kStages = 4;   // activation chunks in flight (a ring)
+constexpr int kMaxStages = 8;  // activation chunks in flight (a ring): 8 of 64 rows or 4 of 128 rows
 constexpr int kMaxSplit = 8; // K slices of attention-out and FFN-out at most, summed by the LayerNorm
-constexpr size_t kRingBytes = size_t(kStages) * 128 * kChunk * sizeof(__half);  // 64 KiB (attention: 48)
+constexpr size_t kRingBytes = size_t(kMaxStages) * 64 * kChunk * sizeof(__half);  // 64 KiB (attention: 48)
 constexpr size_t kWeightBytes = size_t(kTile) * kMaxKS * sizeof(__half);        // 96 KiB
 constexpr size_t kSmemBytes = kRingBytes + kWeightBytes + 64 * sizeof(float) + 1024;  // + alignment
 constexpr int kPhasesPerLayer = 7;
@@ -89,7 +89,9 @@ struct Params {
     unsigned* sync; // [0]: barrier counter, [32]: exit counter (reset by the last CTA out)
     int l2_prefetch;
     int early_weights;
-    unsigned long long* trace;  // optional: [phase][CTA][2] globaltimer at work start and work end
+    unsigned long long* trace;  // optional: [phase][CTA][4] globaltimer at work start, work end, first
+                                // activation chunk in, products done (the last two: product phases)
+    int stages;                 // activation chunks in flight, 2..8 (64-row units) or 2..4 (128-row)
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -152,7 +154,7 @@ __device__ __forceinline__ void grid_barrier(unsigned* counter, unsigned target,
         do {
             asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(counter) : "memory");
         } while (v < target);
-        if (trace) trace[2 * gridDim.x] = globaltimer();
+        if (trace) trace[4 * gridDim.x] = globaltimer();
     }
     __syncthreads();
 }
@@ -239,12 +241,12 @@ __device__ __forceinline__ void store_pair(void* out, int n, int q, int row, int
 
 // out[m, n] = act[m, :] . w[n, :] over this CTA's unit (MT rows x 64 columns x one K slice). The
 // weight tile is resident in ws, fetched a phase early (weights_ready) or chunk by chunk with the
-// activations; the activations stream through a ring of kStages K chunks. The MMAs are wgmma
+// activations; the activations stream through a ring of `stages` K chunks. The MMAs are wgmma
 // (kWg: MT = 128, a warpgroup per 64 rows; MT = 64, a warpgroup per 32 columns) or mma.sync
 // (warp tiles of 32 x 32 or 16 x 32).
 template <int MT, bool kWg, Epi kEpi>
 __device__ void product_phase(char* smem, const __half* act, const __half* w, int n, int k, int splits,
-                              bool weights_ready, const float* bias, void* out) {
+                              bool weights_ready, const float* bias, void* out, int stages, unsigned long long* tp) {
     const int u = blockIdx.x;
     if (u >= units_of<MT>(n, splits)) return;
     __half* as = reinterpret_cast<__half*>(smem);
@@ -255,23 +257,24 @@ __device__ void product_phase(char* smem, const __half* act, const __half* w, in
     const __half* wsrc = w + size_t(t.nb) * kTile * k + size_t(t.q) * ks;
     auto issue = [&](int j) {
         if (j < chunks) {
-            load_chunk(as + (j % kStages) * MT * 64, MT, 0, asrc, k, j);
+            load_chunk(as + (j % stages) * MT * 64, MT, 0, asrc, k, j);
             if (!weights_ready) load_chunk(ws, kTile, j, wsrc, k, j);
         }
         cp_async_commit();
     };
-    for (int j = 0; j < kStages - 1; ++j) issue(j);
+    for (int j = 0; j < stages - 1; ++j) issue(j);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     constexpr int kAcc = MT == 128 ? 32 : 16;
     float acc[kAcc];
 #pragma unroll
     for (int i = 0; i < kAcc; ++i) acc[i] = 0.f;
     for (int j = 0; j < chunks; ++j) {
-        cp_async_wait_upto(kStages - 2);  // chunk j (and an early weight tile) has landed, for this thread
+        cp_async_wait_upto(stages - 2);  // chunk j (and an early weight tile) has landed, for this thread
         if constexpr (kWg) fence_proxy_async();
         __syncthreads();  // ... for every thread; and every warp is done with the stage issue() refills
-        issue(j + kStages - 1);
-        __half* a_st = as + (j % kStages) * MT * 64;
+        if (j == 0 && tp && threadIdx.x == 0) tp[2] = globaltimer();
+        issue(j + stages - 1);
+        __half* a_st = as + (j % stages) * MT * 64;
         __half* w_st = ws + j * kTile * 64;
         if constexpr (kWg) {
             const int g = warp >> 2;
@@ -313,6 +316,7 @@ __device__ void product_phase(char* smem, const __half* act, const __half* w, in
             }
         }
     }
+    if (tp && threadIdx.x == 0) tp[3] = globaltimer();
     const int row0 = t.mb * MT, col0 = t.nb * kTile;
     if constexpr (kWg) {
         // wgmma fragment: row 16 (warp % 4) + lane / 4 (+ 8), columns 8 i + 2 (lane % 4) (+ 1).
@@ -488,7 +492,8 @@ __global__ void __launch_bounds__(kThreads, 1) encoder_kernel(Params p) {
     constexpr int kAoSplit = MT == 128 ? 6 : 4, kFoSplit = MT == 128 ? 8 : 4;  // 72..96 units each
     unsigned phase = 0;
     const unsigned grid = gridDim.x;
-    auto slot = [&](unsigned ph) { return p.trace ? p.trace + (size_t(ph) * grid + blockIdx.x) * 2 : nullptr; };
+    auto slot = [&](unsigned ph) { return p.trace ? p.trace + (size_t(ph) * grid + blockIdx.x) * 4 : nullptr; };
+    const int stages = p.stages;
     if (p.trace && threadIdx.x == 0) slot(0)[0] = globaltimer();
     auto barrier = [&]() {
         grid_barrier(p.sync, (phase + 1) * grid, slot(phase));
@@ -503,23 +508,23 @@ __global__ void __launch_bounds__(kThreads, 1) encoder_kernel(Params p) {
             prefetch_share(L.wo, (kLayerWeights - size_t(3 * H) * H) * sizeof(__half));
             if (l + 1 < p.num_layers) prefetch_share(p.layers[l + 1].wqkv, size_t(3 * H) * H * sizeof(__half));
         }
-        product_phase<MT, kWg, Epi::kBias>(smem, p.x, L.wqkv, 3 * H, H, 1, early, L.bqkv, p.qkv);
+        product_phase<MT, kWg, Epi::kBias>(smem, p.x, L.wqkv, 3 * H, H, 1, early, L.bqkv, p.qkv, stages, slot(phase));
         __syncthreads();
         if (early) fetch_weights<MT>(ws, L.wo, H, H, kAoSplit);
         barrier();
         attention_phase(smem, p.qkv, p.ctx);
         barrier();
-        product_phase<MT, kWg, Epi::kPartial>(smem, p.ctx, L.wo, H, H, kAoSplit, early, nullptr, p.part);
+        product_phase<MT, kWg, Epi::kPartial>(smem, p.ctx, L.wo, H, H, kAoSplit, early, nullptr, p.part, stages, slot(phase));
         __syncthreads();
         if (early) fetch_weights<MT>(ws, L.w1, F, H, 1);
         barrier();
         layernorm_phase(smem, p.part, kAoSplit, L.bo, p.x, L.g1, L.be1, p.h1);
         barrier();
-        product_phase<MT, kWg, Epi::kBiasGelu>(smem, p.h1, L.w1, F, H, 1, early, L.b1, p.u);
+        product_phase<MT, kWg, Epi::kBiasGelu>(smem, p.h1, L.w1, F, H, 1, early, L.b1, p.u, stages, slot(phase));
         __syncthreads();
         if (early) fetch_weights<MT>(ws, L.w2, H, F, kFoSplit);
         barrier();
-        product_phase<MT, kWg, Epi::kPartial>(smem, p.u, L.w2, H, F, kFoSplit, early, nullptr, p.part);
+        product_phase<MT, kWg, Epi::kPartial>(smem, p.u, L.w2, H, F, kFoSplit, early, nullptr, p.part, stages, slot(phase));
         __syncthreads();
         if (early && l + 1 < p.num_layers) fetch_weights<MT>(ws, p.layers[l + 1].wqkv, 3 * H, H, 1);
         barrier();
@@ -717,10 +722,11 @@ struct Variant {
     bool wg;        // wgmma (else mma.sync)
     int l2;         // L2 prefetch of the weights a layer ahead
     int early;      // weight tiles into shared memory a phase early
+    int stages;     // activation chunks in flight
     const char* name() const {
-        static char s[96];
-        snprintf(s, sizeof s, "%3d-row units, %-9s, L2 prefetch %d, early weights %d", mt, wg ? "wgmma" : "mma.sync",
-                 l2, early);
+        static char s[112];
+        snprintf(s, sizeof s, "%3d-row units, %-8s, %d stages, L2 prefetch %d, early weights %d", mt,
+                 wg ? "wgmma" : "mma.sync", stages, l2, early);
         return s;
     }
 };
@@ -732,7 +738,7 @@ void (*kernel_of(const Variant& v))(Params) {
 
 void launch(const Variant& v, const Model& m, Buffers& b, int layers, cudaStream_t st,
             unsigned long long* trace = nullptr) {
-    Params p{m.d_layers, layers, b.x, b.qkv, b.ctx, b.part, b.h1, b.u, b.sync, v.l2, v.early, trace};
+    Params p{m.d_layers, layers, b.x, b.qkv, b.ctx, b.part, b.h1, b.u, b.sync, v.l2, v.early, trace, v.stages};
     void* args[] = {&p};
     CUDA_CHECK(cudaLaunchCooperativeKernel((void*)kernel_of(v), dim3(g_grid), dim3(kThreads), args, kSmemBytes, st));
 }
@@ -742,23 +748,29 @@ void launch(const Variant& v, const Model& m, Buffers& b, int layers, cudaStream
 void trace_report(const Variant& v, const Model& model, Buffers& buf, int layers, cudaStream_t st) {
     const int phases = layers * kPhasesPerLayer;
     unsigned long long* d_trace;
-    CUDA_CHECK(cudaMalloc(&d_trace, size_t(phases) * g_grid * 2 * sizeof(unsigned long long)));
+    CUDA_CHECK(cudaMalloc(&d_trace, size_t(phases) * g_grid * 4 * sizeof(unsigned long long)));
+    CUDA_CHECK(cudaMemset(d_trace, 0, size_t(phases) * g_grid * 4 * sizeof(unsigned long long)));
     launch(v, model, buf, layers, st, d_trace);
     launch(v, model, buf, layers, st, d_trace);
     CUDA_CHECK(cudaStreamSynchronize(st));
-    std::vector<unsigned long long> tr(size_t(phases) * g_grid * 2);
+    std::vector<unsigned long long> tr(size_t(phases) * g_grid * 4);
     CUDA_CHECK(cudaMemcpy(tr.data(), d_trace, tr.size() * 8, cudaMemcpyDeviceToHost));
     cudaFree(d_trace);
     double work[kPhasesPerLayer] = {}, wall[kPhasesPerLayer] = {}, bar[kPhasesPerLayer] = {};
-    int count = 0;
+    double first[kPhasesPerLayer] = {}, loop[kPhasesPerLayer] = {}, epi[kPhasesPerLayer] = {};
+    int count = 0, units[kPhasesPerLayer] = {};
     for (int l = 1; l < layers; ++l, ++count)
         for (int k = 0; k < kPhasesPerLayer; ++k) {
             const int ph = l * kPhasesPerLayer + k;
             unsigned long long s0 = ~0ull, e1 = 0, w = 0, ns0 = ~0ull;
             for (int c = 0; c < g_grid; ++c) {
-                const unsigned long long s = tr[(size_t(ph) * g_grid + c) * 2], e = tr[(size_t(ph) * g_grid + c) * 2 + 1];
-                s0 = std::min(s0, s), e1 = std::max(e1, e), w = std::max(w, e - s);
-                if (ph + 1 < phases) ns0 = std::min(ns0, tr[(size_t(ph + 1) * g_grid + c) * 2]);
+                const unsigned long long* t = &tr[(size_t(ph) * g_grid + c) * 4];
+                s0 = std::min(s0, t[0]), e1 = std::max(e1, t[1]), w = std::max(w, t[1] - t[0]);
+                if (ph + 1 < phases) ns0 = std::min(ns0, tr[(size_t(ph + 1) * g_grid + c) * 4]);
+                if (t[2] != 0 && t[3] != 0) {  // a product unit: first chunk in, products done
+                    first[k] += (t[2] - t[0]) * 1e-3, loop[k] += (t[3] - t[2]) * 1e-3, epi[k] += (t[1] - t[3]) * 1e-3;
+                    ++units[k];
+                }
             }
             work[k] += w * 1e-3, wall[k] += (e1 - s0) * 1e-3;
             if (ph + 1 < phases) bar[k] += (ns0 - e1) * 1e-3;
@@ -768,8 +780,12 @@ void trace_report(const Variant& v, const Model& model, Buffers& buf, int layers
     for (int k = 0; k < kPhasesPerLayer; ++k) {
         const int nb = k == kPhasesPerLayer - 1 ? count - 1 : count;
         const double b = nb > 0 ? bar[k] / nb : 0.0;
-        printf("  %-14s slowest CTA %6.2f  first start -> last end %6.2f  barrier after %5.2f\n", kPhaseNames[k],
+        printf("  %-14s slowest CTA %6.2f  first start -> last end %6.2f  barrier after %5.2f", kPhaseNames[k],
                work[k] / count, wall[k] / count, b);
+        if (units[k] > 0)
+            printf("  | mean unit: first chunk in %5.2f, products %5.2f, epilogue %5.2f", first[k] / units[k],
+                   loop[k] / units[k], epi[k] / units[k]);
+        printf("\n");
         tw += wall[k] / count, tb += b;
     }
     printf("  total          %6.2f in phases + %5.2f in barriers\n", tw, tb);
@@ -789,11 +805,11 @@ int main(int argc, char** argv) {
         fprintf(stderr, "this GPU cannot launch cooperative kernels\n");
         return 2;
     }
-    std::vector<Variant> variants;
-    for (int mt : {64, 128})
-        for (bool wg : {false, true})
-            for (int l2 = 0; l2 < 2; ++l2)
-                for (int early = 0; early < 2; ++early) variants.push_back({mt, wg, l2, early});
+    // (The first run of this probe measured every combination of unit rows, MMA kind, L2 prefetch and
+    // early weights at 4 stages: the prefetches only slowed it; BENCHMARKS.md.)
+    const std::vector<Variant> variants = {{64, false, 0, 0, 4}, {64, true, 0, 0, 2},  {64, true, 0, 0, 4},
+                                           {64, true, 0, 0, 8},  {64, true, 0, 1, 8},  {128, true, 0, 0, 2},
+                                           {128, true, 0, 0, 4}, {128, false, 0, 0, 4}};
     int per_sm = 1 << 30;
     for (const Variant& v : variants) {
         CUDA_CHECK(cudaFuncSetAttribute(kernel_of(v), cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemBytes)));
