@@ -14,14 +14,21 @@
 //       P5 FFN-in product (+ bias, GELU)   96 units, K = 768
 //       P6 FFN-out product                 96 units: 64 x 64 outputs x one of 4 K slices
 //       P7 LayerNorm 2                     one row per CTA
-//   * fetches each product's weight tile into shared memory during the phase BEFORE it (the
-//     weights do not depend on the barrier), and asks L2 for the layer's remaining weights and the
-//     next layer's QKV weights at the layer's start (cp.async.bulk.prefetch.L2), so that what sits
-//     behind each barrier is only the activations' trip from L2;
-//   * products are mma.sync m16n8k16 over swizzled shared-memory tiles (fp16 in, fp32 accumulate),
-//     the activation tile arriving in 64-wide K chunks that the MMAs follow.
-// Variants (argv): L2 prefetch on / off; weight tiles prefetched into shared memory a phase early
-// or loaded with their activations.
+//   * products over K-blocked, 128-byte-swizzled shared-memory tiles filled by cp.async (fp16 in,
+//     fp32 accumulate): the activation rows stream through a ring of 64-wide K chunks, the
+//     weight tile stays resident.
+// Variants (the list in main()): 64- or 128-row units (128 rows: 36 / 72 / 48 / 96 units, 6 and 8
+// K slices); wgmma (a warpgroup per 32 columns or per 64 rows) or mma.sync (warp tiles); the ring's
+// depth; each product's weight tile fetched into shared memory during the phase BEFORE it (the
+// weights do not depend on the barrier); the layer's remaining weights and the next layer's QKV
+// weights asked into L2 at the layer's start (cp.async.bulk.prefetch.L2).
+// Trace: %globaltimer in thread 0 of every CTA at each phase's start and end (and, in product
+// units, when the first chunk is in and when the MMAs are done), summarised per phase kind.
+//
+// Result (H100, BENCHMARKS.md "The whole BERT-base encoder at batch 1 as one persistent kernel"):
+// correct, and 1.31x SLOWER than the engine's graph at best (439 against 334 us): the barriers cost
+// what kernel boundaries cost (6.6 us per layer) and each large product phase takes 6-7.5 us, its
+// CTAs pulling 192 KB each at ~30 GB/s; the prefetch variants only slowed it.
 //
 // Checked against a plain host reference of the same math in double precision, rounding to fp16
 // where the kernel stores fp16 (qkv, ctx, LayerNorm outputs, GELU output), on fresh random
@@ -29,9 +36,8 @@
 // and 12 layers. Timed with CUDA events: back to back (as the engine's graph replays) and after
 // an L2 flush.
 //
-// Build and run (device):
-//   nvcc -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -Xcompiler -fopenmp plugins/bench/layer_megakernel_probe.cu -o /tmp/mk -lgomp
-//   /tmp/mk
+// Build and run (device), with the engine's graph replay as the peer in the same run:
+//   OUT=$OUT bash scripts/megakernel_probe.sh all
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <omp.h>
