@@ -50,17 +50,13 @@ namespace bertqa {
 namespace {
 
 using namespace hopper;
+using mma_ptx::pack_half2;
 
 constexpr int kD = 64, kRowsPerWG = 64, kKeys = 64, kStages = 3;
 constexpr int kConsumers = 256, kThreads = kConsumers + 32;  // 2 consumer warpgroups + 1 producer warp
 constexpr int kTileBytes = 64 * 64 * 2;                      // one 64 x 64 fp16 tile, 128-byte rows
 // Q (2 tiles), the K/V ring, the barriers, 1024 bytes to align the tiles (128-byte swizzle atoms).
 constexpr int kSmemBytes = 2 * kTileBytes + kStages * 2 * kTileBytes + (2 * kStages + 1) * 8 + 1024;
-
-__device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
-    const __half2 h = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<const uint32_t*>(&h);
-}
 
 // The first row of the 64-row box that holds rows [start, start + 64) of the buffer, moved back to
 // end at the buffer's last row when it would run past it (see the header).

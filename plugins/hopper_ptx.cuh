@@ -15,9 +15,11 @@
 #include <stdexcept>
 #include <string>
 
+#include "mma_ptx.cuh"
+
 namespace hopper {
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
+using mma_ptx::smem_u32;
 
 __device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count));
