@@ -28,7 +28,10 @@
 // Result (H100, BENCHMARKS.md "The whole BERT-base encoder at batch 1 as one persistent kernel"):
 // correct, and 1.31x SLOWER than the engine's graph at best (439 against 334 us): the barriers cost
 // what kernel boundaries cost (6.6 us per layer) and each large product phase takes 6-7.5 us, its
-// CTAs pulling 192 KB each at ~30 GB/s; the prefetch variants only slowed it.
+// CTAs pulling 192 KB each at ~30 GB/s; the prefetch variants only slowed it. This version takes the
+// ring's depth at run time, which made the products ~35% slower than the compile-time 4-stage ring
+// of dfe2bdb (same machine): the product loops are bound by the instructions around the loads, in
+// warps that both load and multiply. Next design, if any: a TMA producer warp and consumer warpgroups.
 //
 // Checked against a plain host reference of the same math in double precision, rounding to fp16
 // where the kernel stores fp16 (qkv, ctx, LayerNorm outputs, GELU output), on fresh random
