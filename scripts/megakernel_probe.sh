@@ -11,7 +11,8 @@ echo "== $(nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv
 if [ "$what" = probe ] || [ "$what" = all ]; then
     nvcc -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -Xcompiler -fopenmp plugins/bench/layer_megakernel_probe.cu \
         -o /tmp/layer_megakernel_probe -lgomp || { echo "PROBE BUILD FAILED"; exit 1; }
-    /tmp/layer_megakernel_probe "$@" 2>&1 | tee "$out/probe.txt"
+    # (a variant that hangs would hold the device: every result before it is already printed)
+    timeout 300 /tmp/layer_megakernel_probe "$@" 2>&1 | tee "$out/probe.txt"
 fi
 if [ "$what" = peer ] || [ "$what" = all ]; then
     bash scripts/gpu_session.sh build > "$out/peer_build.txt" 2>&1 || { tail -20 "$out/peer_build.txt"; exit 1; }
