@@ -112,16 +112,6 @@ struct Params {
 // ---------------------------------------------------------------------------------------------
 // PTX helpers
 // ---------------------------------------------------------------------------------------------
-__device__ __forceinline__ void cp_async_wait_upto(int n) {  // at most n of this thread's groups in flight
-    switch (n) {
-#define WAIT_CASE(i) \
-    case i: asm volatile("cp.async.wait_group " #i ";\n" ::: "memory"); break;
-        WAIT_CASE(0) WAIT_CASE(1) WAIT_CASE(2) WAIT_CASE(3) WAIT_CASE(4) WAIT_CASE(5) WAIT_CASE(6)
-        WAIT_CASE(7) WAIT_CASE(8) WAIT_CASE(9) WAIT_CASE(10) WAIT_CASE(11)
-#undef WAIT_CASE
-        default: asm volatile("cp.async.wait_group 12;\n" ::: "memory"); break;
-    }
-}
 __device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes) {
     asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
 }
@@ -151,14 +141,10 @@ __device__ __forceinline__ void grid_barrier(unsigned* counter, unsigned target,
     __syncthreads();
 }
 
-// Swizzled tile of rows x 64 halves (128-byte rows): 16-byte chunk c of row r sits at chunk
-// c ^ (r & 7), so the 8 rows an ldmatrix reads at one chunk land in 8 different bank groups.
-__device__ __forceinline__ __half* tile_at(__half* tile, int ks, int r, int c) {
-    return tile + r * ks + ((c ^ (r & 7)) << 3);
-}
-// K-blocked tile of `rows` rows: K chunk c / 8 (64 halves wide) is a rows x 128-byte block of the
-// layout above, 1024-byte aligned: the canonical 128-byte-swizzle layout wgmma reads, and what
-// ldmatrix reads without bank conflicts.
+// K-blocked swizzled tile of `rows` rows: K chunk c / 8 (64 halves wide) is a rows x 128-byte
+// block in which 16-byte chunk c % 8 of row r sits at chunk (c % 8) ^ (r % 8), 1024-byte aligned:
+// the canonical 128-byte-swizzle layout wgmma (and TMA) use, and the 8 rows an ldmatrix reads at
+// one chunk land in 8 different bank groups. A 64-wide tile (attention's Q, K, V) is one block.
 __device__ __forceinline__ __half* kb_at(__half* tile, int rows, int r, int c) {
     return tile + (c >> 3) * rows * 64 + r * 64 + (((c & 7) ^ (r & 7)) << 3);
 }
@@ -299,7 +285,7 @@ __device__ void product_phase(char* smem, const __half* act, const __half* w, in
 #pragma unroll
     for (int i = 0; i < kAcc; ++i) acc[i] = 0.f;
     for (int j = 0; j < chunks; ++j) {
-        cp_async_wait_upto(stages - 2);  // chunk j (and an early weight tile) has landed, for this thread
+        cp_async_wait<stages - 2>();  // chunk j (and an early weight tile) has landed, for this thread
         if constexpr (kWg) fence_proxy_async();
         __syncthreads();  // ... for every thread; and every warp is done with the stage issue() refills
         if (j == 0 && tp && threadIdx.x == 0) tp[2] = globaltimer();
@@ -412,10 +398,10 @@ __device__ void attention_phase(char* smem, const __half* qkv, __half* ctx) {
     for (int i = threadIdx.x; i < 3 * T * (HD / 8); i += kThreads) {
         const int which = i / (T * (HD / 8)), r = (i / (HD / 8)) % T, c = i % (HD / 8);
         __half* dst = qs + which * T * HD;
-        cp_async16(tile_at(dst, HD, r, c), qkv + size_t(r) * 3 * H + which * H + h * HD + c * 8);
+        cp_async16(kb_at(dst, T, r, c), qkv + size_t(r) * 3 * H + which * H + h * HD + c * 8);
     }
     cp_async_commit();
-    cp_async_wait_upto(0);
+    cp_async_wait<0>();
     __syncthreads();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int qr = warp * 16;
@@ -423,11 +409,11 @@ __device__ void attention_phase(char* smem, const __half* qkv, __half* ctx) {
 #pragma unroll
     for (int kk = 0; kk < HD / 16; ++kk) {
         uint32_t a[4];
-        ldmatrix_x4(a, tile_at(qs, HD, qr + (lane & 15), kk * 2 + (lane >> 4)));
+        ldmatrix_x4(a, kb_at(qs, T, qr + (lane & 15), kk * 2 + (lane >> 4)));
 #pragma unroll
         for (int p = 0; p < T / 16; ++p) {
             uint32_t b[4];
-            ldmatrix_x4(b, tile_at(ks, HD, p * 16 + (lane & 7) + ((lane >> 4) << 3), kk * 2 + ((lane >> 3) & 1)));
+            ldmatrix_x4(b, kb_at(ks, T, p * 16 + (lane & 7) + ((lane >> 4) << 3), kk * 2 + ((lane >> 3) & 1)));
             mma_16816(s[2 * p], a, b[0], b[1]);
             mma_16816(s[2 * p + 1], a, b[2], b[3]);
         }
@@ -466,7 +452,7 @@ __device__ void attention_phase(char* smem, const __half* qkv, __half* ctx) {
 #pragma unroll
         for (int dp = 0; dp < HD / 16; ++dp) {
             uint32_t b[4];
-            ldmatrix_x4_trans(b, tile_at(vs, HD, kk * 16 + (lane & 7) + (((lane >> 3) & 1) << 3), dp * 2 + (lane >> 4)));
+            ldmatrix_x4_trans(b, kb_at(vs, T, kk * 16 + (lane & 7) + (((lane >> 3) & 1) << 3), dp * 2 + (lane >> 4)));
             mma_16816(o[2 * dp], a, b[0], b[1]);
             mma_16816(o[2 * dp + 1], a, b[2], b[3]);
         }
@@ -613,7 +599,7 @@ __global__ void __launch_bounds__(kThreads, 1) encoder_kernel(Params p) {
         layernorm_phase(smem, p.part, kFoSplit, L.b2, p.h1, L.g2, L.be2, p.x);
         if (l + 1 < p.num_layers) barrier();
     }
-    cp_async_wait_upto(0);
+    cp_async_wait<0>();
     __syncthreads();
     if (p.trace && threadIdx.x == 0) slot(phase)[1] = globaltimer();
     // The last CTA out zeroes both counters for the next launch (kernel end orders it before that).
