@@ -348,9 +348,12 @@ constexpr int kTmaStages = 4;
 enum MapIndex { kMapX, kMapCtx, kMapH1, kMapU, kMapLayers };  // then 4 per layer: wqkv, wo, w1, w2
 constexpr size_t kBarOffset = kRingBytes + kWeightBytes + 64 * sizeof(float);
 
-template <Epi kEpi, bool kOverlap>
-__device__ void product_phase_tma(char* smem, int& seq, const CUtensorMap* amap, const CUtensorMap* wmap, int n,
-                                  int k, int splits, const float* bias, void* out, unsigned long long* tp) {
+// kEarlyW: the unit's whole weight tile was issued before the barrier that precedes this phase
+// (issue_weights_tma, on the `wfull` mbarrier; `wseq` counts them for its parity): the stages carry
+// activations only.
+template <Epi kEpi, bool kOverlap, bool kEarlyW>
+__device__ void product_phase_tma(char* smem, int& seq, int& wseq, const CUtensorMap* amap, const CUtensorMap* wmap,
+                                  int n, int k, int splits, const float* bias, void* out, unsigned long long* tp) {
     const int u = blockIdx.x;
     if (u >= units_of<64>(n, splits)) return;
     __half* as = reinterpret_cast<__half*>(smem);
@@ -366,12 +369,16 @@ __device__ void product_phase_tma(char* smem, int& seq, const CUtensorMap* amap,
     auto issue = [&](int j) {  // thread 0: chunk j of this unit into its stage
         const int g = seq + j, st = g % kTmaStages;
         if (g >= kTmaStages) hopper::mbar_wait(&empty[st], uint32_t((g / kTmaStages - 1) & 1));
-        hopper::mbar_expect_tx(&full[st], 2 * 64 * 64 * sizeof(__half));
+        hopper::mbar_expect_tx(&full[st], (kEarlyW ? 1 : 2) * 64 * 64 * sizeof(__half));
         hopper::tma_load_2d(as + st * 64 * 64, amap, k0 + j * kChunk, t.mb * 64, &full[st]);
-        hopper::tma_load_2d(ws + j * 64 * 64, wmap, k0 + j * kChunk, t.nb * kTile, &full[st]);
+        if constexpr (!kEarlyW) hopper::tma_load_2d(ws + j * 64 * 64, wmap, k0 + j * kChunk, t.nb * kTile, &full[st]);
     };
     if (threadIdx.x == 0)
         for (int j = 0; j < kTmaStages - 1 && j < chunks; ++j) issue(j);
+    if constexpr (kEarlyW) {
+        hopper::mbar_wait(full + 2 * kTmaStages, uint32_t(wseq & 1));
+        ++wseq;
+    }
     float acc[16];
 #pragma unroll
     for (int i = 0; i < 16; ++i) acc[i] = 0.f;
@@ -405,6 +412,20 @@ __device__ void product_phase_tma(char* smem, int& seq, const CUtensorMap* amap,
     seq += chunks;
     if (tp && threadIdx.x == 0) tp[3] = globaltimer();
     store_wgmma<64, kEpi>(acc, t, n, bias, out);
+}
+
+// The weight tile of this CTA's unit of the next product (n outputs, k inputs, `splits` K slices),
+// issued by thread 0 at the end of the phase before the barrier that precedes that product (the
+// weights do not depend on it), whole, on the `wfull` mbarrier. The phase in between (attention, a
+// LayerNorm or nothing) does not touch the weight tile's shared memory.
+__device__ void issue_weights_tma(char* smem, const CUtensorMap* wmap, int n, int k, int splits) {
+    if (threadIdx.x != 0 || int(blockIdx.x) >= units_of<64>(n, splits)) return;
+    __half* ws = reinterpret_cast<__half*>(smem + kRingBytes);
+    uint64_t* wfull = reinterpret_cast<uint64_t*>(smem + kBarOffset) + 2 * kTmaStages;
+    const Unit t = unit_of<64>(blockIdx.x, n, splits);
+    const int ks = k / splits, chunks = ks / kChunk, k0 = t.q * ks;
+    hopper::mbar_expect_tx(wfull, uint32_t(chunks) * 64 * 64 * sizeof(__half));
+    for (int j = 0; j < chunks; ++j) hopper::tma_load_2d(ws + j * 64 * 64, wmap, k0 + j * kChunk, t.nb * kTile, wfull);
 }
 
 // Attention for head u (all T query rows, 16 per warp; every key valid): ctx = softmax(q k^T / 8) v.
@@ -548,7 +569,8 @@ __device__ void prefetch_share(const void* p, size_t bytes) {
 
 // The encoder: MT-row product units (64 or 128), wgmma or mma.sync products, a ring of kS chunks;
 // kTma: 64-row wgmma units fed by TMA (product_phase_tma), 1 waiting for each chunk's MMAs, 2 keeping
-// one chunk's MMAs in flight.
+// one chunk's MMAs in flight, 3 as 2 with each product's weight tile issued before the barrier
+// preceding it (issue_weights_tma). Every TMA variant asks for the layer's tensor maps ahead.
 template <int MT, bool kWg, int kS, int kTma>
 __global__ void __launch_bounds__(kThreads, 1) encoder_kernel(Params p) {
     static_assert(!kTma || (MT == 64 && kWg), "the TMA products are 64-row wgmma units");
@@ -565,23 +587,33 @@ __global__ void __launch_bounds__(kThreads, 1) encoder_kernel(Params p) {
         grid_barrier<kTma != 0>(p.sync, (phase + 1) * grid, slot(phase));
         ++phase;
     };
-    int seq = 0;  // the TMA products' chunk count
-    if constexpr (kTma) {
+    int seq = 0, wseq = 0;  // the TMA products' chunk count and early weight tiles count
+    const CUtensorMap* lm = p.maps + kMapLayers;  // this layer's: lm[4 l + 0..3]
+    if constexpr (kTma != 0) {
         if (threadIdx.x == 0) {
             uint64_t* bars = reinterpret_cast<uint64_t*>(smem + kBarOffset);
             for (int i = 0; i < kTmaStages; ++i) {
                 hopper::mbar_init(&bars[i], 1);                        // full: thread 0's expect_tx
                 hopper::mbar_init(&bars[kTmaStages + i], kThreads / 32);  // empty: every warp
             }
+            hopper::mbar_init(&bars[2 * kTmaStages], 1);  // wfull: early weight tiles
             hopper::fence_mbarrier_init();
+            for (int i = 0; i < kMapLayers; ++i) hopper::prefetch_tensormap(p.maps + i);
         }
         __syncthreads();
     }
-    const CUtensorMap* lm = p.maps + kMapLayers;  // this layer's: lm[4 l + 0..3]
-    const bool early = p.early_weights != 0;
-    if (early) fetch_weights<MT>(ws, p.layers[0].wqkv, 3 * H, H, 1);
+    constexpr bool kEarlyTma = kTma == 3;
+    const bool early = !kEarlyTma && p.early_weights != 0;
+    // The weight tile of the product after the coming barrier (early variants).
+    auto early_weights = [&](const __half* w, int wi_abs, int n, int k, int splits) {
+        if constexpr (kEarlyTma) issue_weights_tma(smem, lm + wi_abs, n, k, splits);
+        else if (early) fetch_weights<MT>(ws, w, n, k, splits);
+    };
+    early_weights(p.layers[0].wqkv, 0, 3 * H, H, 1);
     for (int l = 0; l < p.num_layers; ++l) {
         const Layer& L = p.layers[l];
+        if (kTma != 0 && threadIdx.x == 0)
+            for (int i = 0; i < 4 && l + 1 < p.num_layers; ++i) hopper::prefetch_tensormap(lm + 4 * (l + 1) + i);
         if (p.l2_prefetch) {
             // The layer's other matrices follow wqkv in one allocation (host side).
             prefetch_share(L.wo, (kLayerWeights - size_t(3 * H) * H) * sizeof(__half));
@@ -592,29 +624,29 @@ __global__ void __launch_bounds__(kThreads, 1) encoder_kernel(Params p) {
                            const float* bias, void* out) {
             constexpr Epi kE = decltype(epi)::value;
             if constexpr (kTma)
-                product_phase_tma<kE, kTma == 2>(smem, seq, p.maps + amap, lm + 4 * l + wi, n, k, splits, bias, out, slot(phase));
+                product_phase_tma<kE, kTma >= 2, kEarlyTma>(smem, seq, wseq, p.maps + amap, lm + 4 * l + wi, n, k, splits, bias, out, slot(phase));
             else
                 product_phase<MT, kWg, kS, kE>(smem, act, w, n, k, splits, early, bias, out, slot(phase));
         };
         product(EpiTag<Epi::kBias>{}, p.x, kMapX, L.wqkv, 0, 3 * H, H, 1, L.bqkv, p.qkv);
         __syncthreads();
-        if (early) fetch_weights<MT>(ws, L.wo, H, H, kAoSplit);
+        early_weights(L.wo, 4 * l + 1, H, H, kAoSplit);
         barrier();
         attention_phase(smem, p.qkv, p.ctx);
         barrier();
         product(EpiTag<Epi::kPartial>{}, p.ctx, kMapCtx, L.wo, 1, H, H, kAoSplit, nullptr, p.part);
         __syncthreads();
-        if (early) fetch_weights<MT>(ws, L.w1, F, H, 1);
+        early_weights(L.w1, 4 * l + 2, F, H, 1);
         barrier();
         layernorm_phase(smem, p.part, kAoSplit, L.bo, p.x, L.g1, L.be1, p.h1);
         barrier();
         product(EpiTag<Epi::kBiasGelu>{}, p.h1, kMapH1, L.w1, 2, F, H, 1, L.b1, p.u);
         __syncthreads();
-        if (early) fetch_weights<MT>(ws, L.w2, H, F, kFoSplit);
+        early_weights(L.w2, 4 * l + 3, H, F, kFoSplit);
         barrier();
         product(EpiTag<Epi::kPartial>{}, p.u, kMapU, L.w2, 3, H, F, kFoSplit, nullptr, p.part);
         __syncthreads();
-        if (early && l + 1 < p.num_layers) fetch_weights<MT>(ws, p.layers[l + 1].wqkv, 3 * H, H, 1);
+        if (l + 1 < p.num_layers) early_weights(p.layers[l + 1].wqkv, 4 * (l + 1), 3 * H, H, 1);
         barrier();
         layernorm_phase(smem, p.part, kFoSplit, L.b2, p.h1, L.g2, L.be2, p.x);
         if (l + 1 < p.num_layers) barrier();
@@ -812,17 +844,19 @@ struct Variant {
     int early;      // weight tiles into shared memory a phase early
     int stages;     // activation chunks in flight
     int tma;        // chunks by TMA (64-row wgmma units, 4 stages): 1 waits for each chunk's MMAs,
-                    // 2 keeps one chunk's MMAs in flight
+                    // 2 keeps one chunk's MMAs in flight, 3 as 2 with weight tiles issued a phase early
     const char* name() const {
         static char s[112];
         snprintf(s, sizeof s, "%3d-row units, %-9s, %d stages, L2 prefetch %d, early weights %d", mt,
-                 tma == 2 ? "wgmma+TMA2" : tma ? "wgmma+TMA" : wg ? "wgmma" : "mma.sync", stages, l2, early);
+                 tma == 3 ? "wgmma+TMA3" : tma == 2 ? "wgmma+TMA2" : tma ? "wgmma+TMA" : wg ? "wgmma" : "mma.sync",
+                 stages, l2, tma == 3 ? 1 : early);
         return s;
     }
 };
 
 // The instantiations the variant list uses.
 void (*kernel_of(const Variant& v))(Params) {
+    if (v.tma == 3) return encoder_kernel<64, true, kTmaStages, 3>;
     if (v.tma) return v.tma == 2 ? encoder_kernel<64, true, kTmaStages, 2> : encoder_kernel<64, true, kTmaStages, 1>;
     if (v.mt == 128) {
         if (!v.wg) return encoder_kernel<128, false, 4, 0>;
@@ -913,7 +947,8 @@ int main(int argc, char** argv) {
     const std::vector<Variant> variants = {{64, false, 0, 0, 4},
                                            {64, true, 0, 0, 4},
                                            {64, true, 0, 0, kTmaStages, 1},
-                                           {64, true, 0, 0, kTmaStages, 2}};
+                                           {64, true, 0, 0, kTmaStages, 2},
+                                           {64, true, 0, 0, kTmaStages, 3}};
     int per_sm = 1 << 30;
     for (const Variant& v : variants) {
         CUDA_CHECK(cudaFuncSetAttribute(kernel_of(v), cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemBytes)));
