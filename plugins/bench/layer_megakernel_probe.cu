@@ -31,10 +31,14 @@
 // CTAs pulling 192 KB each at ~30 GB/s; the prefetch variants only slowed it. A version that took the
 // ring's depth at run time (e9372a4) made the products ~35% slower than the compile-time 4-stage
 // ring of dfe2bdb (same machine): the product loops are bound largely by the instructions around
-// the loads, in warps that both load and multiply. So the depth is a template parameter again, and
-// the last variant (product_phase_tma) brings the chunks by TMA, one thread issuing and mbarriers
-// pacing the stages, with no cp.async and no CTA barrier per chunk. NOT YET RUN ON A GPU: both were
-// written after the session's device time ran out (they compile; the checks gate every timing).
+// the loads, in warps that both load and multiply. The TMA variants (seventeenth session; one thread
+// issues, mbarriers pace the stages: waiting for each chunk's MMAs, keeping one chunk's MMAs in
+// flight, and that with each weight tile issued before the barrier preceding its product) make the
+// MMA loops 12-30% shorter (K = 768: 3.4-4.1 us against 4.7-5.0) but no phase shorter: the first
+// chunk lands later, the warps finish unevenly, and the proxy fence in every barrier slows the other
+// phases; 487-511 us against 465 for the cp.async reference and 332 for the engine, same run. Even
+// every phase built from its best measured parts would give ~29 us per layer, more than the engine's
+// 27.7: the line is closed (BENCHMARKS.md has the per-phase table).
 //
 // Checked against a plain host reference of the same math in double precision, rounding to fp16
 // where the kernel stores fp16 (qkv, ctx, LayerNorm outputs, GELU output), on fresh random
