@@ -89,7 +89,12 @@ def main(argv=None, native: bool = False) -> int:
     passage = " ".join(args.passage) if args.passage else read_text(args.passage_file, "passage")
     questions = list(args.question or [])
     if args.question_file:
-        questions += [q for q in read_text(args.question_file, "question").splitlines() if q.strip()]
+        from_file = [q for q in read_text(args.question_file, "question").splitlines() if q.strip()]
+        if not from_file:
+            from helpers.errors import UserError
+
+            raise UserError(f"question file {args.question_file} holds no questions: write one question per line")
+        questions += from_file
     if not questions:
         return interactive(answerer, passage, args.json)
     for result in answerer.answer(passage, questions):

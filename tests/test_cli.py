@@ -89,6 +89,10 @@ def test_inference_bad_input(engine, tmp_path):
                           check=False), "not UTF-8")
     assert_user_error(run("inference.py", "-e", engine, "-s", "384", "-p", "a b", "-q", "b?",
                           check=False), "sequence length 384")
+    blank = tmp_path / "questions.txt"
+    blank.write_text("\n  \n", encoding="utf-8")  # a question file with no question must not turn interactive
+    assert_user_error(run("inference.py", "-e", engine, "-s", "64", "--max-query-length", "16", "-p", "Some text.",
+                          "-qf", blank, check=False), "no questions")
     bad_squad = tmp_path / "squad.json"
     bad_squad.write_text(json.dumps({"data": [{"paragraphs": [{"qas": [{"id": "x"}]}]}]}))
     assert_user_error(run("inference.py", "-e", engine, "-s", "64", "--max-query-length", "16", "-sq", bad_squad, "-o",
