@@ -74,7 +74,12 @@ def main(argv=None, varseqlen: bool = False) -> int:
     args = parse_args(argv, varseqlen)
     from helpers.build import build_engine, default_backend, load_checkpoint, profiles_from
     from helpers.engine_file import save_engine
+    from helpers.errors import check_writable
 
+    for path, what in ((args.output, "engine file"), (args.onnx_out, "ONNX file"),
+                       (args.timing_cache_file, "timing cache file")):
+        if path:
+            check_writable(path, what)
     t0 = time.perf_counter()
     ck = load_checkpoint(hf=args.hf, ckpt=args.ckpt, onnx=args.onnx, megatron=args.megatron,
                          config_dir=args.config_dir, vocab=args.vocab_file,

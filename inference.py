@@ -132,8 +132,10 @@ def interactive(answerer, passage: str, as_json: bool) -> int:
 def answer_squad(answerer, args) -> int:
     from tqdm import tqdm
 
+    from helpers.errors import check_writable
     from helpers.squad_features import read_squad_examples
 
+    check_writable(args.output_prediction_file, "predictions file")
     examples = read_squad_examples(args.squad_json, is_training=False,
                                    version_2_with_negative=args.version_2_with_negative)
     bar = None if args.no_progress else (lambda n: tqdm(total=n, unit="window", file=sys.stderr))

@@ -44,9 +44,13 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import numpy as np
 
+    from helpers.errors import check_writable
     from helpers.gpu_clocks import ClockMonitor, joules_per_item, limiter
     from helpers.runtime import open_engine
     from helpers.timing import summarize
+
+    if args.json:
+        check_writable(args.json, "JSON results file")
 
     if args.engine:
         path = args.engine

@@ -99,6 +99,26 @@ def test_inference_bad_input(engine, tmp_path):
                           tmp_path / "p.json", check=False), "context|field")
 
 
+def test_unwritable_outputs_fail_before_the_work(model_dir, engine, tmp_path):
+    """An output that cannot be written is refused at once (nothing computed, nothing created)."""
+    missing = tmp_path / "no" / "such" / "dir"
+    squad = tmp_path / "squad.json"
+    squad.write_text(json.dumps({"data": [{"paragraphs": [{"context": "Paris is in France.", "qas": [
+        {"id": "q1", "question": "Where is Paris?", "answers": [{"text": "France", "answer_start": 12}]}]}]}]}))
+    proc = run("inference.py", "-e", engine, "-s", "64", "--max-query-length", "16", "-sq", squad,
+               "-o", missing / "p.json", "--no-progress", check=False)
+    assert_user_error(proc, "no directory")
+    assert "questions" not in proc.stdout  # refused before the run, not after it
+    assert_user_error(run("inference.py", "-e", engine, "-s", "64", "--max-query-length", "16", "-sq", squad, "-o", tmp_path,
+                          check=False), "is a directory")
+    assert_user_error(run("perf.py", "-e", engine, "-b", "1", "-s", "64", "-i", "2", "-w", "0",
+                          "--json", missing / "perf.json", check=False), "no directory")
+    for opt in ("-o", "--onnx-out"):
+        assert_user_error(run("builder.py", "--hf", model_dir, opt, missing / "x.out", "--backend",
+                              "onnxruntime", check=False), "no directory")
+    assert not (tmp_path / "no").exists()
+
+
 def test_inference_long_question_and_huge_passage(engine, tmp_path):
     words = [f"word{i % 997}" for i in range(100_000)]
     words[73_000:73_004] = ["the", "tower", "was", "1889"]
