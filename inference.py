@@ -16,9 +16,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--backend", choices=("onnxruntime", "cuda"),
                    help="backend for the default model (default: cuda where available)")
     p.add_argument("-p", "--passage", nargs="*", help="passage text")
-    p.add_argument("-pf", "--passage-file", help="file holding the passage (UTF-8)")
+    p.add_argument("-pf", "--passage-file", help="file holding the passage (UTF-8; - reads standard input)")
     p.add_argument("-q", "--question", action="append", help="a question (repeatable)")
-    p.add_argument("-qf", "--question-file", help="file with one question per line (UTF-8)")
+    p.add_argument("-qf", "--question-file",
+                   help="file with one question per line (UTF-8; - reads standard input)")
     p.add_argument("-sq", "--squad-json", help="SQuAD dataset to answer")
     p.add_argument("-o", "--output-prediction-file", help="predictions JSON to write (with -sq)")
     p.add_argument("-v", "--vocab-file", help="override the engine's vocabulary")
@@ -41,15 +42,29 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error("-sq/--squad-json reads passages and questions from the dataset")
     elif not (args.passage or args.passage_file):
         p.error("give a passage with -p TEXT or -pf FILE, or a dataset with -sq FILE")
+    elif args.passage_file == "-" and args.question_file == "-":
+        p.error("only one of -pf and -qf can read standard input")
+    elif args.passage_file == "-" and not (args.question or args.question_file):
+        p.error("with the passage on standard input, give the questions with -q TEXT or -qf FILE")
     elif not (args.question or args.question_file) and not sys.stdin.isatty():
         p.error("give a question with -q TEXT or -qf FILE")
     return args
 
 
 def read_text(path: str, what: str) -> str:
-    from helpers.errors import read_utf8
+    """A UTF-8 text file ("-": standard input) with universal newlines."""
+    from helpers.errors import UserError, read_utf8
 
-    text = read_utf8(path, f"{what} file", "save it as UTF-8 text (e.g. iconv -t UTF-8)")
+    fix = "save it as UTF-8 text (e.g. iconv -t UTF-8)"
+    if path == "-":
+        raw = sys.stdin.buffer.read()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(f"the {what} on standard input is not UTF-8 (bad byte at offset {exc.start}): "
+                            f"{fix}") from None
+    else:
+        text = read_utf8(path, f"{what} file", fix)
     return text.replace("\r\n", "\n").replace("\r", "\n")  # universal newlines, as text mode reads
 
 
@@ -93,7 +108,8 @@ def main(argv=None, native: bool = False) -> int:
         if not from_file:
             from helpers.errors import UserError
 
-            raise UserError(f"question file {args.question_file} holds no questions: write one question per line")
+            source = "standard input" if args.question_file == "-" else f"question file {args.question_file}"
+            raise UserError(f"{source} holds no questions: give one question per line")
         questions += from_file
     if not questions:
         return interactive(answerer, passage, args.json)

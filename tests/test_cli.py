@@ -99,6 +99,25 @@ def test_inference_bad_input(engine, tmp_path):
                           tmp_path / "p.json", check=False), "context|field")
 
 
+def test_inference_reads_standard_input(engine):
+    """-pf - and -qf - read standard input, as Unix tools do."""
+    passage = "Paris is the capital of France. The Eiffel tower was built in 1889."
+    common = ("inference.py", "-e", engine, "-s", "64", "--max-query-length", "16", "--json")
+
+    def run_stdin(*args, stdin: str):
+        return subprocess.run([sys.executable, *map(str, args)], cwd=REPO, capture_output=True, text=True,
+                              input=stdin, timeout=300)
+
+    by_file = run(*common, "-p", passage, "-q", "what is the capital?", "-q", "when was the tower built?")
+    questions = run_stdin(*common, "-p", passage, "-qf", "-", stdin="what is the capital?\n\nwhen was the tower built?\n")
+    text = run_stdin(*common, "-pf", "-", "-q", "what is the capital?", "-q", "when was the tower built?",
+                     stdin=passage)
+    answers = [[json.loads(line)["answer"] for line in p.stdout.splitlines()] for p in (by_file, questions, text)]
+    assert answers[0] == answers[1] == answers[2] and len(answers[0]) == 2, (answers, questions.stderr, text.stderr)
+    assert_user_error(run_stdin(*common, "-p", passage, "-qf", "-", stdin=" \n"), "standard input holds no questions")
+    assert_user_error(run_stdin(*common, "-pf", "-", "-qf", "-", stdin="x"), "only one of -pf and -qf")
+
+
 def test_unwritable_outputs_fail_before_the_work(model_dir, engine, tmp_path):
     """An output that cannot be written is refused at once (nothing computed, nothing created)."""
     missing = tmp_path / "no" / "such" / "dir"
