@@ -58,6 +58,8 @@ def parse_args(argv=None, varseqlen: bool = False) -> argparse.Namespace:
     args.varseqlen = varseqlen
     if not args.output and not args.onnx_out:
         p.error("give -o ENGINE and/or --onnx-out FILE")
+    if args.workspace_size is not None and args.workspace_size < 0:
+        p.error(f"-w/--workspace-size is in MiB and must be at least 0, got {args.workspace_size}")
     if varseqlen:
         for opt, vals in (("-b", args.batch_size), ("-s", args.sequence_length)):
             if vals and len(set(vals)) > 1:

@@ -54,6 +54,8 @@ def test_builder_errors(model_dir, tmp_path):
                           check=False), "nowhere")
     assert_user_error(run("builder.py", "--hf", model_dir, "-o", tmp_path / "x.engine", "-s", "4096",
                           "--backend", "onnxruntime", check=False), "4096")
+    assert_user_error(run("builder.py", "--hf", model_dir, "-o", tmp_path / "x.engine", "-w", "-1",
+                          check=False), "workspace")
     assert_user_error(run("builder.py", "--hf", model_dir, "-o", tmp_path / "x.engine", "--fp16",
                           "--backend", "onnxruntime", check=False), "fp32 only")
     bad_vocab = tmp_path / "vocab.txt"
