@@ -129,6 +129,9 @@ def get_predictions(examples: Sequence[SquadExample], features: Sequence[Feature
     """
     if n_best_size < 1 or max_answer_length < 1:
         raise UserError("n_best_size and max_answer_length must be at least 1")
+    if not math.isfinite(null_score_diff_threshold):
+        # (a NaN would compare false everywhere: every question silently answered)
+        raise UserError(f"null_score_diff_threshold must be a finite number, got {null_score_diff_threshold}")
     by_example: dict[int, list[Feature]] = {}
     for f in features:
         by_example.setdefault(f.example_index, []).append(f)

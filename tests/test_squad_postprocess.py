@@ -182,6 +182,8 @@ def test_null_answer_and_threshold(tok):
     # Without v2.0 there is no null answer at all.
     preds, details = get_predictions([ex], feats, results)
     assert preds[ex.qas_id] == "a b" and details[ex.qas_id]["null_score_diff"] is None
+    with pytest.raises(UserError, match="finite"):  # a NaN threshold would answer everything silently
+        get_predictions([ex], feats, results, version_2_with_negative=True, null_score_diff_threshold=float("nan"))
 
 
 @needs_dev
