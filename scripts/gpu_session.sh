@@ -22,7 +22,7 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DP
 echo "build took $((SECONDS - t0)) s"
 if [ "$what" = tests ] || [ "$what" = all ]; then
     t0=$SECONDS
-    BERTQA_PLUGINS_BUILD_DIR=build/plugins_checks python3 -m pytest -m gpu -q -rs -p no:cacheprovider --durations=15 "$@" 2>&1 \
+    BERTQA_PLUGINS_BUILD_DIR=build python3 -m pytest -m gpu -q -rs -p no:cacheprovider --durations=15 "$@" 2>&1 \
         | tee "$out/gpu_tests.log" | grep -E "passed|failed|FAILED|SKIPPED|Error|default model on the GPU|^[0-9.]+s (call|setup)" \
         | head -60
     echo "GPU tests took $((SECONDS - t0)) s"

@@ -5,7 +5,10 @@ and exits non-zero on any mismatch (plugins/README.md). Needs nvcc, CMake and an
 test skips with the reason when one is missing. Run on the device machine: pytest -m gpu.
 
 BERTQA_PLUGINS_BUILD_DIR=DIR reuses (and incrementally updates) a build folder instead of a fresh
-temporary one; BERTQA_CUDA_ARCHITECTURES overrides the architectures (default: the GPU's, 'native').
+temporary one: a folder of plugins/ alone, or the whole project's build (scripts/gpu_session.sh passes
+its `build`, whose plugins/bench already holds every check: nothing is compiled twice);
+BERTQA_CUDA_ARCHITECTURES overrides the architectures of a plugins-only build (default: the GPU's,
+'native').
 """
 from __future__ import annotations
 
@@ -47,19 +50,41 @@ def build_dir(tmp_path_factory) -> Path:
         pytest.skip(reason)
     env_dir = os.environ.get("BERTQA_PLUGINS_BUILD_DIR")
     build = Path(env_dir) if env_dir else tmp_path_factory.mktemp("plugins_build")
-    archs = os.environ.get("BERTQA_CUDA_ARCHITECTURES", "native")
     env = dict(os.environ)
     nvcc_dir = "/usr/local/cuda/bin"
     if shutil.which("nvcc") is None and os.path.isdir(nvcc_dir):
         env["PATH"] = nvcc_dir + os.pathsep + env.get("PATH", "")
+    commands, plugins_dir = build_commands(build)
+    for cmd, timeout in commands:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-8000:]}\n{proc.stderr[-8000:]}"
+    return plugins_dir
+
+
+def project_build(build: Path) -> bool:
+    """Whether `build` is this checkout's whole-project CMake build (not a plugins/-only one)."""
+    cache = build / "CMakeCache.txt"
+    if not cache.is_file():
+        return False
+    for line in cache.read_text(errors="replace").splitlines():
+        if line.startswith("CMAKE_HOME_DIRECTORY:"):
+            return Path(line.split("=", 1)[1]).resolve() == REPO.resolve()
+    return False
+
+
+def build_commands(build: Path) -> tuple[list[tuple[list[str], int]], Path]:
+    """The (command, timeout) list that brings the checks in `build` up to date, and the folder whose
+    bench/ then holds them: the project's build is only rebuilt (its plugins/ is a subproject, not to
+    be configured on its own); any other folder is configured from plugins/ (once) and built."""
+    jobs = ["-j", str(os.cpu_count() or 4)]
+    if project_build(build):
+        return [(["cmake", "--build", str(build), *jobs], 1800)], build / "plugins"
+    archs = os.environ.get("BERTQA_CUDA_ARCHITECTURES", "native")
     configure = ["cmake", "-S", str(PLUGINS), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
                  f"-DCMAKE_CUDA_ARCHITECTURES={archs}"]
     if shutil.which("ninja"):
         configure += ["-G", "Ninja"] if not (build / "CMakeCache.txt").exists() else []
-    for cmd, timeout in ((configure, 600), (["cmake", "--build", str(build), "-j", str(os.cpu_count() or 4)], 1800)):
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-        assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-8000:]}\n{proc.stderr[-8000:]}"
-    return build
+    return [(configure, 600), (["cmake", "--build", str(build), *jobs], 1800)], build
 
 
 @pytest.mark.parametrize("check", CHECKS)
