@@ -18,7 +18,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLKIT_ONLY = ["persistent_phase_probe.cu", "layer_megakernel_probe.cu"]
-WITH_RUNTIME_HEADERS = ["attention_check.cu", "layernorm_check.cu", "pdl_gemm_probe.cu", "gemm_layernorm_probe.cu"]
+WITH_RUNTIME_HEADERS = ["attention_check.cu", "layernorm_check.cu", "pdl_gemm_probe.cu", "gemm_layernorm_probe.cu",
+                        "small_m_feed_probe.cu"]
 
 
 def _nvcc() -> str:
