@@ -53,16 +53,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def read_text(path: str, what: str) -> str:
     """A UTF-8 text file ("-": standard input) with universal newlines."""
-    from helpers.errors import UserError, read_utf8
+    from helpers.errors import decode_utf8, read_utf8
 
     fix = "save it as UTF-8 text (e.g. iconv -t UTF-8)"
     if path == "-":
-        raw = sys.stdin.buffer.read()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise UserError(f"the {what} on standard input is not UTF-8 (bad byte at offset {exc.start}): "
-                            f"{fix}") from None
+        text = decode_utf8(sys.stdin.buffer.read(), f"the {what} on standard input", fix)
     else:
         text = read_utf8(path, f"{what} file", fix)
     return text.replace("\r\n", "\n").replace("\r", "\n")  # universal newlines, as text mode reads

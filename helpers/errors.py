@@ -38,10 +38,15 @@ def read_utf8(path: str | Path, what: str, fix: str) -> str:
         raise UserError(f"{what} {path} is a directory: {fix}") from None
     except OSError as exc:
         raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    return decode_utf8(raw, f"{what} {path}", fix)
+
+
+def decode_utf8(raw: bytes, name: str, fix: str) -> str:
+    """raw as UTF-8 text, or a one-line UserError naming where it came from (`name`)."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UserError(f"{what} {path} is not UTF-8 (bad byte at offset {exc.start}): {fix}") from None
+        raise UserError(f"{name} is not UTF-8 (bad byte at offset {exc.start}): {fix}") from None
 
 
 def read_json(path: str | Path, what: str, fix: str) -> Any:
