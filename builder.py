@@ -60,6 +60,9 @@ def parse_args(argv=None, varseqlen: bool = False) -> argparse.Namespace:
         p.error("give -o ENGINE and/or --onnx-out FILE")
     if args.workspace_size is not None and args.workspace_size < 0:
         p.error(f"-w/--workspace-size is in MiB and must be at least 0, got {args.workspace_size}")
+    if cuda_only_options(args) and args.backend == "onnxruntime":
+        p.error(f"-w/-tcf apply to the cuda backend only: with --backend onnxruntime leave out "
+                f"{cuda_only_options(args)}")
     if varseqlen:
         for opt, vals in (("-b", args.batch_size), ("-s", args.sequence_length)):
             if vals and len(set(vals)) > 1:
@@ -72,16 +75,48 @@ def parse_args(argv=None, varseqlen: bool = False) -> argparse.Namespace:
     return args
 
 
+def cuda_only_options(args) -> str:
+    """The options given that only the cuda backend's build reads ("" when none)."""
+    return "/".join(opt for opt, v in (("-w", args.workspace_size), ("-tcf", args.timing_cache_file))
+                    if v is not None)
+
+
+# What the checkpoint loaders may read from a checkpoint's folder (--hf DIR, -c DIR, the folder of
+# -m/-x): configs, tokenizer settings and shard indexes (.json), vocab.txt, weights (.safetensors,
+# .bin). An existing file of these kinds there is an input; other files (an engine built there
+# before) may be overwritten. TensorFlow checkpoints are PREFIX.index and PREFIX.data-*.
+CHECKPOINT_SUFFIXES = (".json", ".txt", ".safetensors", ".bin")
+
+
+def checkpoint_inputs(args) -> list[tuple[Path, str]]:
+    """The files this build reads, (path, "the ..."), so that no output overwrites one."""
+    files = [(Path(p), f"the {opt} file") for opt, p in (("-x/--onnx", args.onnx), ("--megatron", args.megatron),
+                                                         ("-v/--vocab-file", args.vocab_file)) if p]
+    folders = [(Path(d), opt) for opt, d in (("--hf", args.hf), ("-c/--config-dir", args.config_dir)) if d]
+    folders += [(Path(p).parent, opt) for opt, p in (("-m/--ckpt", args.ckpt), ("-x/--onnx", args.onnx)) if p]
+    for folder, opt in folders:
+        if folder.is_dir():
+            files += [(f, f"a file of the {opt} checkpoint") for f in folder.iterdir()
+                      if f.suffix in CHECKPOINT_SUFFIXES and f.is_file()]
+    if args.ckpt:
+        prefix = Path(args.ckpt.removesuffix(".index"))
+        files += [(f, "a file of the -m/--ckpt checkpoint") for f in prefix.parent.glob(prefix.name + ".*")
+                  if f.suffix == ".index" or ".data-" in f.name]
+    return files
+
+
 def main(argv=None, varseqlen: bool = False) -> int:
     args = parse_args(argv, varseqlen)
     from helpers.build import build_engine, default_backend, load_checkpoint, profiles_from
     from helpers.engine_file import save_engine
-    from helpers.errors import check_writable
+    from helpers.errors import check_outputs, replacing
 
-    for path, what in ((args.output, "engine file"), (args.onnx_out, "ONNX file"),
-                       (args.timing_cache_file, "timing cache file")):
-        if path:
-            check_writable(path, what)
+    check_outputs([(args.output, "engine file"), (args.onnx_out, "ONNX file"),
+                   (args.timing_cache_file, "timing cache file")], checkpoint_inputs(args))
+    backend = (args.backend or default_backend()) if args.output else None  # no GPU probe for ONNX only
+    if cuda_only_options(args) and backend != "cuda":
+        print(f"warning: -w/-tcf apply to the cuda backend's engine build (-o); {cuda_only_options(args)} "
+              "ignored", file=sys.stderr)
     t0 = time.perf_counter()
     ck = load_checkpoint(hf=args.hf, ckpt=args.ckpt, onnx=args.onnx, megatron=args.megatron,
                          config_dir=args.config_dir, vocab=args.vocab_file,
@@ -90,12 +125,12 @@ def main(argv=None, varseqlen: bool = False) -> int:
     if args.onnx_out:
         from helpers.onnx_export import write_onnx
 
-        write_onnx(args.onnx_out, ck.config, ck.weights, fp16=args.fp16)
+        with replacing(args.onnx_out, "ONNX file") as tmp:  # a failed write keeps the old file
+            write_onnx(tmp, ck.config, ck.weights, fp16=args.fp16)
         print(f"wrote {args.onnx_out}")
     if args.output:
         profiles = profiles_from(args.batch_size or [1], args.sequence_length or [128],
                                  ck.config.max_position_embeddings)
-        backend = args.backend or default_backend()
         engine = build_engine(ck, backend, profiles, precision, timing_cache=args.timing_cache_file,
                               workspace_mb=args.workspace_size, verbose=args.verbose, packed=varseqlen)
         save_engine(args.output, engine)

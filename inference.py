@@ -29,12 +29,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n-best-size", type=int, default=20)
     p.add_argument("--max-answer-length", type=int, default=30)
     p.add_argument("--version-2-with-negative", action="store_true")
-    p.add_argument("--null-score-diff-threshold", type=float, default=0.0)
+    # default None: given without --version-2-with-negative it would be ignored, so that is refused
+    p.add_argument("--null-score-diff-threshold", type=float, help="SQuAD v2: answer when the best span's "
+                   "score beats no-answer's by more than this (default 0.0)")
     p.add_argument("-b", "--batch-size", type=int, help="windows per engine call")
     p.add_argument("--json", action="store_true", help="one JSON object per question")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on SQuAD runs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (SQuAD runs, long passages)")
     p.add_argument("--no-graph", action="store_true", help="cuda: launch kernels without CUDA graphs")
     args = p.parse_args(argv)
+    if args.engine and args.backend:
+        p.error("--backend picks the default model's backend; with -e the engine file says which backend it is")
+    if args.null_score_diff_threshold is not None and not args.version_2_with_negative:
+        p.error("--null-score-diff-threshold applies with --version-2-with-negative (SQuAD v2 no-answer)")
+    if args.output_prediction_file and not args.squad_json:
+        p.error("-o/--output-prediction-file goes with -sq/--squad-json (a passage's answers go to standard "
+                "output)")
     if args.squad_json:
         if not args.output_prediction_file:
             p.error("-sq/--squad-json needs -o PREDICTIONS")
@@ -66,8 +75,13 @@ def read_text(path: str, what: str) -> str:
 def main(argv=None, native: bool = False) -> int:
     """native: inference_c.py, which runs cuda engines through the C++ runtime only."""
     args = parse_args(argv)
+    from helpers.errors import check_outputs
     from helpers.qa import Answerer, QAConfig
     from helpers.runtime import open_engine
+
+    check_outputs([(args.output_prediction_file, "predictions file")],
+                  [(args.engine, "the engine file"), (args.squad_json, "the SQuAD file"),
+                   (args.vocab_file, "the vocabulary file")])
 
     if args.engine:
         engine_path = args.engine
@@ -92,7 +106,7 @@ def main(argv=None, native: bool = False) -> int:
         check_vocab(vocab, runner.engine.config.vocab_size)
     cfg = QAConfig(args.sequence_length, args.doc_stride, args.max_query_length, args.n_best_size,
                    args.max_answer_length, args.version_2_with_negative,
-                   args.null_score_diff_threshold, args.batch_size)
+                   args.null_score_diff_threshold or 0.0, args.batch_size)
     answerer = Answerer(runner, cfg, vocab=vocab)
     if args.squad_json:
         return answer_squad(answerer, args)
@@ -108,7 +122,7 @@ def main(argv=None, native: bool = False) -> int:
         questions += from_file
     if not questions:
         return interactive(answerer, passage, args.json)
-    for result in answerer.answer(passage, questions):
+    for result in answerer.answer(passage, questions, progress_factory=progress_bar(args)):
         show(result, args.json)
     return 0
 
@@ -123,13 +137,25 @@ def show(result: dict, as_json: bool) -> None:
               f"(characters {result['start']}..{result['end']})")
 
 
+def progress_bar(args):
+    """A factory of progress bars on stderr (None with --no-progress); delay=2 keeps short runs quiet."""
+    if args.no_progress:
+        return None
+    from tqdm import tqdm
+
+    return lambda n: tqdm(total=n, unit="window", file=sys.stderr, delay=2)
+
+
 def interactive(answerer, passage: str, as_json: bool) -> int:
+    """Prompts go to stderr (input() would write them to stdout): stdout holds answers only, so
+    --json output stays one JSON object a line and a redirected answer file holds no prompts."""
     from helpers.errors import UserError
 
-    print("Ask questions about the passage (an empty line or Ctrl-D ends).")
+    print("Ask questions about the passage (an empty line or Ctrl-D ends).", file=sys.stderr)
     while True:
+        print("Question: ", end="", file=sys.stderr, flush=True)
         try:
-            question = input("Question: ").strip()
+            question = input().strip()
         except EOFError:
             return 0
         if not question:
@@ -141,23 +167,15 @@ def interactive(answerer, passage: str, as_json: bool) -> int:
 
 
 def answer_squad(answerer, args) -> int:
-    from tqdm import tqdm
-
-    from helpers.errors import check_writable
+    from helpers.errors import write_file_atomic
     from helpers.squad_features import read_squad_examples
 
-    check_writable(args.output_prediction_file, "predictions file")
     examples = read_squad_examples(args.squad_json, is_training=False,
                                    version_2_with_negative=args.version_2_with_negative)
-    bar = None if args.no_progress else (lambda n: tqdm(total=n, unit="window", file=sys.stderr))
+    bar = progress_bar(args)
     predictions, _, timings = answerer.predict(examples, bar)
-    try:
-        Path(args.output_prediction_file).write_text(json.dumps(predictions, ensure_ascii=False, indent=1),
-                                                     encoding="utf-8")
-    except OSError as exc:
-        from helpers.errors import UserError
-
-        raise UserError(f"cannot write {args.output_prediction_file}: {exc.strerror}") from None
+    write_file_atomic(args.output_prediction_file, json.dumps(predictions, ensure_ascii=False, indent=1),
+                      "predictions file")
     n = timings["num_features"]
     print(f"{len(examples)} questions, {n} windows: features {timings['features_ms'] / 1e3:.1f} s, "
           f"inference {timings['inference_ms'] / 1e3:.1f} s "

@@ -23,8 +23,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-graph", action="store_true", help="cuda: launch kernels without CUDA graphs")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = p.parse_args(argv)
-    if args.iterations < 1 or args.warm_up_runs < 0:
-        p.error("-i must be at least 1 and -w at least 0")
+    args.batch_size = args.batch_size or [1]
+    for opt, value, least in (("-b/--batch-size", min(args.batch_size), 1),
+                              ("-s/--sequence-length", args.sequence_length, 1),
+                              ("-i/--iterations", args.iterations, 1), ("-w/--warm-up-runs", args.warm_up_runs, 0),
+                              ("-r/--random-seed", args.random_seed, 0)):
+        if value < least:
+            p.error(f"{opt} must be at least {least}, got {value}")
+    if args.engine and args.backend:
+        p.error("--backend picks the default model's backend; with -e the engine file says which backend it is")
     return args
 
 
@@ -44,13 +51,12 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import numpy as np
 
-    from helpers.errors import check_writable
+    from helpers.errors import check_outputs, write_file_atomic
     from helpers.gpu_clocks import ClockMonitor, joules_per_item, limiter
     from helpers.runtime import open_engine
     from helpers.timing import summarize
 
-    if args.json:
-        check_writable(args.json, "JSON results file")
+    check_outputs([(args.json, "JSON results file")], [(args.engine, "the engine file")])
 
     if args.engine:
         path = args.engine
@@ -60,12 +66,15 @@ def main(argv=None) -> int:
         path = default_engine_path(args.backend)
     runner = open_engine(path, enable_graph=not args.no_graph)
     engine = runner.engine
+    # Every shape checked before any is timed: a bad last -b must not cost the earlier ones' runs.
+    # Runners that take any length (ONNX Runtime) run any sequence up to a profile's.
+    for batch in args.batch_size:
+        engine.profile_for(batch, args.sequence_length, shorter_seq=getattr(runner, "shorter_seq", False))
     rng = np.random.default_rng(args.random_seed)
     rows = []
     # The GPU's SM clock over each timed loop (nvidia-smi): large batches run at the power cap.
     with ClockMonitor(enabled=engine.backend == "cuda") as clocks:
-        for batch in args.batch_size or [1]:
-            engine.profile_for(batch, args.sequence_length)  # a clear error before any run
+        for batch in args.batch_size:
             inputs = random_batch(rng, batch, args.sequence_length, engine.config.vocab_size)
             for _ in range(args.warm_up_runs):
                 runner.run(*inputs)
@@ -95,7 +104,7 @@ def main(argv=None) -> int:
     if args.json:
         meta = {"engine": str(path), "backend": engine.backend, "precision": engine.precision,
                 "iterations": args.iterations, "warm_up_runs": args.warm_up_runs}
-        Path(args.json).write_text(json.dumps({**meta, "results": rows}, indent=1))
+        write_file_atomic(args.json, json.dumps({**meta, "results": rows}, indent=1), "JSON results file")
     return 0
 
 

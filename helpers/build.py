@@ -125,7 +125,9 @@ def build_engine(ck: Checkpoint, backend: str, profiles: list[Profile], precisio
 
         ok, why = cuda_backend.available()
         if not ok:
-            raise UserError(f"cannot build a cuda engine here: {why}")
+            # The CPU alternative exists for padded engines only: packed ones need the GPU.
+            cpu = "" if packed else "; or build a CPU engine with --backend onnxruntime"
+            raise UserError(f"cannot build a cuda engine here: {why}{cpu}")
         return cuda_backend.build_engine(ck.config, ck.weights, list(ck.vocab), ck.do_lower_case,
                                          profiles, precision, timing_cache=timing_cache,
                                          workspace_mb=workspace_mb, verbose=verbose, packed=packed)

@@ -562,6 +562,11 @@ def load_qat_onnx(path: str | Path, config_json: str | Path | None = None
                 named_amax[f"layers.{layer}.{_HF_LAYER[module]}.{kind}_amax"] = float(np.max(value))
         elif m := _QA_AMAX_RE.fullmatch(name):
             named_amax[f"qa.{m.group(1)}_amax"] = float(np.max(value))
+    if not {"QuantizeLinear", "DequantizeLinear"} & g.ops and not named_amax:
+        raise CheckpointError(
+            f"{source} is not a fake-quant QAT ONNX (no QuantizeLinear/DequantizeLinear nodes, no "
+            "amax initializers): -x/--onnx reads QAT exports; for a Hugging Face model use "
+            "builder.py --hf DIR")
 
     # 2. Linear layers from the graph: MatMul/Gemm with a constant operand.
     anonymous = []
@@ -728,6 +733,27 @@ def _meg_strip(name: str) -> str:
     return name
 
 
+def _megatron_args_config(args: dict, vocab_size: int, source: str) -> BertConfig:
+    """The BERT config a Megatron checkpoint's training args describe. Values go in as stored
+    (no int()): BertConfig refuses what int() would silently turn into another model (True, 12.5)."""
+    fix = "give the BERT config json with -c/--config-dir"
+    try:
+        hidden = args["hidden_size"]
+        cfg = {"vocab_size": vocab_size, "hidden_size": hidden, "num_layers": args["num_layers"],
+               "num_heads": args["num_attention_heads"],
+               "max_position_embeddings": args.get("max_position_embeddings", 512)}
+    except KeyError as exc:
+        raise CheckpointError(f"{source}: its training args lack {exc}; {fix}") from None
+    ffn = args.get("ffn_hidden_size")
+    # Megatron's default FFN width is 4 h; a bad hidden_size goes through as is, for BertConfig to name.
+    cfg["intermediate_size"] = ffn if ffn else 4 * hidden if type(hidden) is int else hidden
+    try:
+        return BertConfig(**cfg)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{source}: its training args give an unusable BERT config "
+                              f"({exc}); {fix}") from None
+
+
 def _uninterleave(t: np.ndarray, version: float, heads: int) -> list[np.ndarray]:
     """Megatron's fused QKV rows -> [q, k, v] (each [H, ...] in torch orientation)."""
     rest = t.shape[1:]
@@ -809,22 +835,18 @@ def load_megatron(path: str | Path, config_json: str | Path | None = None,
     if config_json:
         cfg = BertConfig.from_json_file(config_json)
     elif args and "embeddings.word" in found:
-        try:
-            cfg = BertConfig(
-                vocab_size=found["embeddings.word"].shape[0], hidden_size=int(args["hidden_size"]),
-                num_layers=int(args["num_layers"]), num_heads=int(args["num_attention_heads"]),
-                intermediate_size=int(args.get("ffn_hidden_size") or 4 * int(args["hidden_size"])),
-                max_position_embeddings=int(args.get("max_position_embeddings", 512)))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"{source}: its training args lack {exc}; give the BERT config "
-                                  "json with -c/--config-dir") from None
+        cfg = _megatron_args_config(args, found["embeddings.word"].shape[0], source)
     else:
         raise CheckpointError(f"{source} carries no training args: give its BERT config json "
                               "(hidden_size, num_attention_heads, ...) with -c/--config-dir")
     if args:
         act = "gelu_tanh" if args.get("bias_gelu_fusion") or args.get("openai_gelu") else "gelu"
-        cfg = BertConfig(**{**cfg.to_dict(), "hidden_act": act,
-                            "layer_norm_eps": float(args.get("layernorm_epsilon", cfg.layer_norm_eps))})
+        try:
+            cfg = BertConfig(**{**cfg.to_dict(), "hidden_act": act,
+                                "layer_norm_eps": args.get("layernorm_epsilon", cfg.layer_norm_eps)})
+        except CheckpointError as exc:
+            raise CheckpointError(f"{source}: its training args give an unusable layernorm_epsilon "
+                                  f"({exc})") from None
 
     for (layer, param), value in qkv.items():
         if value.shape[0] != 3 * cfg.hidden_size or value.shape[0] % (3 * cfg.num_heads):

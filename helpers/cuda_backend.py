@@ -389,6 +389,10 @@ class CudaRunner:
     """
 
     def __init__(self, path: str | Path, enable_graph: bool = True):
+        ok, why = available()
+        if not ok:  # say what to do with this engine file, not just what the machine lacks
+            raise UserError(f"cannot run the cuda engine {path} here: {why}; to answer on the CPU, "
+                            "build an onnxruntime engine (builder.py --backend onnxruntime)")
         with _native_errors() as mod:
             self._rt = mod.Runner(str(path), bool(enable_graph))
         self.engine = load_engine(path, backend=BACKEND, tensors=False)

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 from helpers.engine_file import FORMAT_VERSION
+from helpers.errors import UserError
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "minilm-l6-squad"
 BATCH = 32
@@ -71,19 +73,49 @@ def prune_stale_engines(keep: Path) -> list[Path]:
 
 
 def default_engine_path(backend: str | None = None, verbose: bool = False) -> Path:
-    """An engine of the default model for backend (default: the best one here), built once."""
+    """An engine of the default model for backend (default: the best one here), built once.
+    A backend that cannot run here, or a cache that cannot be written, is a UserError before
+    anything is built or announced."""
     from helpers.build import build_engine, default_backend, load_checkpoint, profiles_from
     from helpers.engine_file import save_engine
 
     backend = backend or default_backend()
     path = engine_path_for(backend)
-    if not path.is_file():
-        if verbose:
-            print(f"building the default model's {backend} engine into {path} (once)")
-        ck = load_checkpoint(hf=str(MODEL_DIR))
-        profiles = profiles_from([BATCH], list(SEQ_LENGTHS), ck.config.max_position_embeddings)
-        precision = "fp16" if backend == "cuda" else "fp32"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_engine(path, build_engine(ck, backend, profiles, precision))
-        prune_stale_engines(path)
+    if path.is_file():
+        return path
+    _check_backend_here(backend)
+    _check_cache_writable(path.parent)
+    if verbose:
+        print(f"building the default model's {backend} engine into {path} (once)")
+    ck = load_checkpoint(hf=str(MODEL_DIR))
+    profiles = profiles_from([BATCH], list(SEQ_LENGTHS), ck.config.max_position_embeddings)
+    precision = "fp16" if backend == "cuda" else "fp32"
+    save_engine(path, build_engine(ck, backend, profiles, precision))
+    prune_stale_engines(path)
     return path
+
+
+def _check_backend_here(backend: str) -> None:
+    if backend != "cuda":
+        return
+    try:
+        from helpers import cuda_backend
+    except ImportError as exc:
+        ok, why = False, str(exc)
+    else:
+        ok, why = cuda_backend.available()
+    if not ok:
+        raise UserError(f"cannot build the default model's cuda engine here: {why}")
+
+
+def _check_cache_writable(directory: Path) -> None:
+    """Creates directory and a scratch file in it: the one test that holds for root and read-only
+    mounts alike (os.access does not)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot write the default engine cache in {directory} "
+                        f"({exc.strerror or exc}): set XDG_CACHE_HOME to a writable directory, "
+                        "or build an engine with builder.py and pass -e") from None

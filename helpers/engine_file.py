@@ -28,6 +28,7 @@ The C++ runtime reads the same layout (infer_c/engine_file.h).
 from __future__ import annotations
 
 import json
+import os
 import struct
 import zlib
 from dataclasses import dataclass
@@ -36,8 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from helpers.config import BertConfig
-from helpers.errors import EngineFileError
-from helpers.network import Network
+from helpers.errors import CheckpointError, EngineFileError
+from helpers.network import Network, weight_shapes
+from helpers.weights import _names as name_list
 
 MAGIC = b"BQAENGN\0"
 FORMAT_VERSION = 1
@@ -46,6 +48,11 @@ PREAMBLE = struct.Struct("<8sIIQQII24x")  # 64 bytes
 BACKENDS = ("onnxruntime", "cuda")
 SEQUENCE_MODES = ("padded", "packed")
 DTYPES = {"float32": np.float32, "float16": np.float16, "int8": np.int8, "int32": np.int32}
+# backend -> precision -> the dtypes its weights may have. ONNX Runtime runs fp32 only
+# (helpers/ort_backend.py) and widens float16 weights exactly; the cuda runtime reads the
+# weights in the precision's own type (infer_c/bert_runtime.cpp).
+PRECISIONS = {"onnxruntime": {"fp32": ("float32", "float16")},
+              "cuda": {"fp32": ("float32",), "fp16": ("float16",)}}
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,8 @@ def _pad(n: int) -> int:
 
 
 def save_engine(path: str | Path, engine: Engine) -> None:
-    """Write engine to path atomically (a partial file never replaces a good one)."""
+    """Write engine to path atomically (a partial file never replaces a good one, and none is left
+    behind: not after a failed write, nor after Ctrl-C)."""
     table, offset = [], 0
     blobs = []
     for name, arr in engine.tensors.items():
@@ -138,7 +146,11 @@ def save_engine(path: str | Path, engine: Engine) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")
     try:
-        with open(tmp, "wb") as f:
+        f = open(tmp, "wb")
+    except OSError as exc:  # nothing created, so nothing to remove (tmp may be someone's directory)
+        raise _cannot_write(path, exc) from None
+    try:
+        with f:
             f.write(pre)
             f.write(hbytes)
             f.write(b"\0" * _pad(len(pre) + len(hbytes)))
@@ -146,34 +158,70 @@ def save_engine(path: str | Path, engine: Engine) -> None:
                 f.write(memoryview(arr).cast("B"))
                 f.write(b"\0" * pad)
         tmp.replace(path)
-    except OSError as exc:
+    except BaseException as exc:  # KeyboardInterrupt too: never leave a .partial file behind
         tmp.unlink(missing_ok=True)
-        raise EngineFileError(f"cannot write engine file {path}: {exc.strerror}") from None
+        if isinstance(exc, OSError):
+            raise _cannot_write(path, exc) from None
+        raise
+
+
+def _cannot_write(path: Path, exc: OSError) -> EngineFileError:
+    return EngineFileError(f"cannot write engine file {path}: {exc.strerror or exc}")
 
 
 def load_engine(path: str | Path, backend: str | None = None, tensors: bool = True) -> Engine:
     """Read and verify an engine file; backend, if given, must match the file's.
 
     tensors=False reads and checks only the preamble and header (for a backend
-    whose native runtime reads and verifies the weights itself).
+    whose native runtime reads and verifies the weights itself); the tensor table
+    in the header is checked against the config either way.
     """
     path = Path(path)
+    data, size = _read(path, tensors)
+    where = f"{path} is not a usable engine file"
+    hbytes, view, dsize = _verified_parts(data, size, tensors, where)
+    try:
+        h = json.loads(hbytes.decode("utf-8"))
+        table = _tensor_table(h["tensors"], dsize, where)
+        engine = _engine_from_header(h, table, view if tensors else None, where)
+        if backend is not None and engine.backend != backend:  # named first: the likelier mistake
+            raise EngineFileError(f"{path} was built for the {engine.backend} backend, not {backend}; "
+                                  f"rebuild it with builder.py --backend {backend}")
+        problem = _inconsistency(engine, table)
+    except CheckpointError as exc:  # the header's config is not a usable BERT config
+        raise EngineFileError(_inconsistent(path, f"config: {exc}")) from None
+    except EngineFileError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise EngineFileError(f"{where}: its header is malformed ({exc!s})") from None
+    if problem:
+        raise EngineFileError(_inconsistent(path, problem))
+    return engine
+
+
+def _read(path: Path, tensors: bool) -> tuple[bytes, int]:
+    """(the whole file, or its preamble and header when not tensors; the file's size)."""
     try:
         if tensors:
             data = path.read_bytes()
-        else:
-            with open(path, "rb") as f:
-                data = f.read(PREAMBLE.size)
-                if len(data) == PREAMBLE.size and data[:8] == MAGIC:
-                    data += f.read(PREAMBLE.unpack_from(data)[3])
-            size = path.stat().st_size
+            return data, len(data)
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            data = f.read(PREAMBLE.size)
+            if len(data) == PREAMBLE.size and data[:8] == MAGIC:
+                # min: a corrupt header size must not ask for more memory than the file holds
+                data += f.read(min(PREAMBLE.unpack_from(data)[3], size))
+        return data, size
     except FileNotFoundError:
         raise EngineFileError(f"no engine file at {path}; build one with builder.py -o {path}") from None
     except IsADirectoryError:
         raise EngineFileError(f"{path} is a directory, not an engine file") from None
     except OSError as exc:
         raise EngineFileError(f"cannot read engine file {path}: {exc.strerror}") from None
-    where = f"{path} is not a usable engine file"
+
+
+def _verified_parts(data: bytes, size: int, tensors: bool, where: str) -> tuple[bytes, memoryview, int]:
+    """(header bytes, data view, data size) once magic, version, size and checksums agree."""
     if len(data) < PREAMBLE.size or data[:8] != MAGIC:
         raise EngineFileError(f"{where}: it does not start with the engine magic (a foreign file?)")
     magic, version, _, hsize, dsize, hcrc, dcrc = PREAMBLE.unpack_from(data)
@@ -182,8 +230,8 @@ def load_engine(path: str | Path, backend: str | None = None, tensors: bool = Tr
                               f"version {FORMAT_VERSION}; rebuild it with this builder.py")
     hstart = PREAMBLE.size
     dstart = hstart + hsize + _pad(hstart + hsize)
-    if (len(data) if tensors else size) != dstart + dsize:
-        raise EngineFileError(f"{where}: it is {len(data)} bytes but its preamble says "
+    if size != dstart + dsize:
+        raise EngineFileError(f"{where}: it is {size} bytes but its preamble says "
                               f"{dstart + dsize} (truncated or appended to)")
     hbytes = bytes(data[hstart:hstart + hsize])
     if zlib.crc32(hbytes) != hcrc:
@@ -191,35 +239,128 @@ def load_engine(path: str | Path, backend: str | None = None, tensors: bool = Tr
     view = memoryview(data)[dstart:]
     if tensors and zlib.crc32(view) != dcrc:
         raise EngineFileError(f"{where}: its weights checksum does not match (corrupt file)")
-    try:
-        h = json.loads(hbytes.decode("utf-8"))
-        if h["backend"] not in BACKENDS:
-            raise EngineFileError(f"{where}: unknown backend {h['backend']!r}")
-        cfg = BertConfig.from_dict(h["config"])
-        arrays = {}
-        for t in h["tensors"] if tensors else ():
-            dt = np.dtype(DTYPES[t["dtype"]])
-            count = int(np.prod(t["shape"], dtype=np.int64))
-            if count * dt.itemsize != t["nbytes"] or t["offset"] + t["nbytes"] > dsize:
-                raise EngineFileError(f"{where}: tensor {t['name']} lies outside the data")
-            arrays[t["name"]] = np.frombuffer(view, dt, count, t["offset"]).reshape(t["shape"])
-        engine = Engine(
-            backend=h["backend"], precision=h["precision"], config=cfg,
-            network=Network.from_dict(cfg, h["network"]),
-            profiles=tuple(Profile(int(p["batch"]), int(p["seq"])) for p in h["profiles"]),
-            vocab=tuple(h["vocab"]), do_lower_case=bool(h["do_lower_case"]),
-            tensors=arrays, backend_info=dict(h.get("backend_info", {})),
-            producer=h.get("producer", ""), sequence_mode=h.get("sequence_mode", "padded"),
-            token_capacity=int(h.get("token_capacity", 0)))
-        check_sequence_mode(engine, where)
-    except EngineFileError:
-        raise
-    except (KeyError, TypeError, ValueError) as exc:
-        raise EngineFileError(f"{where}: its header is malformed ({exc!s})") from None
-    missing = [n for n in engine.network.weight_names() if n not in arrays]
-    if missing and tensors:
-        raise EngineFileError(f"{where}: it lacks the weights {', '.join(missing[:4])}")
-    if backend is not None and engine.backend != backend:
-        raise EngineFileError(f"{path} was built for the {engine.backend} backend, not {backend}; "
-                              f"rebuild it with builder.py --backend {backend}")
+    return hbytes, view, dsize
+
+
+@dataclass(frozen=True)
+class _TensorEntry:
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    offset: int
+    nbytes: int
+
+
+def _tensor_table(entries: list, dsize: int, where: str) -> dict[str, _TensorEntry]:
+    """The header's tensor list by name, each entry well-formed and inside the data."""
+    table = {}
+    for t in entries:
+        name = t["name"]
+        shape = tuple(_whole(d, f"tensor {name} shape", 0) for d in t["shape"])
+        entry = _TensorEntry(np.dtype(DTYPES[t["dtype"]]), shape, _whole(t["offset"], "offset", 0),
+                             _whole(t["nbytes"], "nbytes", 0))
+        count = int(np.prod(shape, dtype=np.int64))
+        if count * entry.dtype.itemsize != entry.nbytes or entry.offset + entry.nbytes > dsize:
+            raise EngineFileError(f"{where}: tensor {name} lies outside the data")
+        if name in table:
+            raise ValueError(f"tensor {name} is listed twice")
+        table[name] = entry
+    return table
+
+
+def _engine_from_header(h: dict, table: dict[str, _TensorEntry], view: memoryview | None,
+                        where: str) -> Engine:
+    if h["backend"] not in BACKENDS:
+        raise EngineFileError(f"{where}: unknown backend {h['backend']!r}")
+    cfg = BertConfig.from_dict(h["config"])
+    arrays = {}
+    for name, t in table.items() if view is not None else ():
+        arrays[name] = np.frombuffer(view, t.dtype, t.nbytes // t.dtype.itemsize,
+                                     t.offset).reshape(t.shape)
+    engine = Engine(
+        backend=h["backend"], precision=h["precision"], config=cfg,
+        network=Network.from_dict(cfg, h["network"]),
+        profiles=tuple(Profile(_whole(p["batch"], "profile batch"), _whole(p["seq"], "profile seq"))
+                       for p in h["profiles"]),
+        vocab=tuple(h["vocab"]), do_lower_case=bool(h["do_lower_case"]),
+        tensors=arrays, backend_info=dict(h.get("backend_info", {})),
+        producer=h.get("producer", ""), sequence_mode=h.get("sequence_mode", "padded"),
+        token_capacity=_whole(h.get("token_capacity", 0), "token_capacity", 0))
+    check_sequence_mode(engine, where)
     return engine
+
+
+def _whole(value, what: str, lowest: int | None = None) -> int:
+    """value if it is an integer (JSON true or 4.5 are not), else ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, int) or (lowest is not None and value < lowest):
+        raise ValueError(f"{what} is {json.dumps(value)[:40]}, not a whole number"
+                         + (f" >= {lowest}" if lowest is not None else ""))
+    return value
+
+
+def _inconsistency(engine: Engine, table: dict[str, _TensorEntry]) -> str | None:
+    """Why a well-formed engine cannot run as its header says, or None. Header-only (cheap)."""
+    cfg = engine.config
+    precisions = PRECISIONS[engine.backend]
+    if engine.precision not in precisions:
+        return (f"precision {engine.precision!r}: the {engine.backend} backend runs "
+                f"{' or '.join(precisions)}")
+    if not engine.profiles:
+        return "it has no profiles"
+    for p in engine.profiles:
+        if p.batch < 1:
+            return f"a profile has batch size {p.batch}, below 1"
+        if not 1 <= p.seq <= cfg.max_position_embeddings:
+            return (f"a profile has sequence length {p.seq}, outside 1..{cfg.max_position_embeddings} "
+                    "(the config's max_position_embeddings)")
+    if len(engine.vocab) != cfg.vocab_size or not all(isinstance(t, str) for t in engine.vocab):
+        return f"its vocabulary has {len(engine.vocab)} entries, its config's vocab_size is {cfg.vocab_size}"
+    return _network_problem(engine) or _tensor_problem(engine, table)
+
+
+def _output_rows(engine: Engine) -> int | None:
+    """Rows of the output linear's weight: 2 logits, padded by the cuda backend (backend_info);
+    None when backend_info says something else than a whole number >= 2."""
+    rows = engine.backend_info.get("output_rows", 2) if engine.backend == "cuda" else 2
+    return rows if isinstance(rows, int) and not isinstance(rows, bool) and rows >= 2 else None
+
+
+def _network_problem(engine: Engine) -> str | None:
+    cfg, net = engine.config, engine.network
+    layers = sum(op.kind == "attention" for op in net.ops)
+    if layers != cfg.num_layers:
+        return f"its config says {cfg.num_layers} layers, its network has {layers}"
+    for op in net.ops:
+        heads = (op.attrs.get("num_heads"), op.attrs.get("head_size"))
+        if op.kind == "attention" and heads != (cfg.num_heads, cfg.head_size):
+            return (f"attention {op.output} has {heads[0]} heads of size {heads[1]}, its config says "
+                    f"{cfg.num_heads} of {cfg.head_size}")
+    want, used = weight_shapes(cfg), net.weight_names()
+    missing = [n for n in want if n not in used]
+    extra = [n for n in used if n not in want]
+    if missing or extra:
+        return "its network's weights are not its config's (" + "; ".join(
+            (["not used: " + name_list(missing)] if missing else [])
+            + (["unknown: " + name_list(extra)] if extra else [])) + ")"
+    return None
+
+
+def _tensor_problem(engine: Engine, table: dict[str, _TensorEntry]) -> str | None:
+    missing = [n for n in engine.network.weight_names() if n not in table]
+    if missing:
+        return f"it lacks the weights {name_list(missing)}"
+    rows = _output_rows(engine)
+    if rows is None:
+        return "its backend_info.output_rows is not a whole number of at least 2"
+    dtypes = PRECISIONS[engine.backend][engine.precision]
+    for name, shape in weight_shapes(engine.config, rows).items():
+        t = table[name]
+        if t.dtype.name not in dtypes:
+            return (f"tensor {name} is {t.dtype.name}, a {engine.backend} {engine.precision} engine "
+                    f"holds {' or '.join(dtypes)}")
+        if t.shape != shape:
+            return f"tensor {name} has shape {list(t.shape)}, its config implies {list(shape)}"
+    return None
+
+
+def _inconsistent(path: Path, why: str) -> str:
+    return f"engine file {path} is inconsistent ({why}): rebuild it with builder.py"

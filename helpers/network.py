@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from helpers.config import BertConfig
-from helpers.weights import Weights, fuse_qkv
+from helpers.weights import Weights, expected_shapes, fuse_qkv
 
 INPUTS = ("input_ids", "segment_ids", "input_mask")
 OUTPUT = "cls_squad_logits"  # [B, S, 2]: start and end logits, demoBERT's output name
@@ -103,10 +103,26 @@ def build_network(cfg: BertConfig) -> Network:
     return Network(cfg, tuple(ops))
 
 
+def _fused_away(name: str) -> bool:
+    """Whether a canonical weight is one of the Q, K, V projections the network fuses."""
+    return any(f".{k}." in name for k in ("query", "key", "value"))
+
+
 def network_weights(cfg: BertConfig, weights: Weights) -> dict[str, np.ndarray]:
     """The canonical weights transformed for the network: Q, K and V fused per layer."""
-    out = {n: w for n, w in weights.items()
-           if not any(f".{k}." in n for k in ("query", "key", "value"))}
+    out = {n: w for n, w in weights.items() if not _fused_away(n)}
     for i in range(cfg.num_layers):
         out[f"layers.{i}.qkv.weight"], out[f"layers.{i}.qkv.bias"] = fuse_qkv(weights, i)
     return out
+
+
+def weight_shapes(cfg: BertConfig, output_rows: int = 2) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor build_network(cfg) reads (what network_weights gives): the
+    canonical shapes with Q, K and V fused, the output linear's 2 rows padded to output_rows (the
+    cuda backend pads them to 8). Engine loading checks a file's tensors against it."""
+    h = cfg.hidden_size
+    shapes = {n: s for n, s in expected_shapes(cfg).items() if not _fused_away(n)}
+    for i in range(cfg.num_layers):
+        shapes[f"layers.{i}.qkv.weight"], shapes[f"layers.{i}.qkv.bias"] = (3 * h, h), (3 * h,)
+    shapes["qa.weight"], shapes["qa.bias"] = (output_rows, h), (output_rows,)
+    return shapes

@@ -119,14 +119,12 @@ def to_onnx(network: Network, weights: dict[str, np.ndarray], fp16: bool = False
 
 
 def write_onnx(path, cfg, weights, fp16: bool = False) -> None:
-    """Write the network of cfg with canonical weights as an ONNX file (external data if > 2 GB)."""
-    from helpers.errors import UserError
+    """Write the network of cfg with canonical weights as an ONNX file (external data if > 2 GB).
+    OSErrors pass through: builder.py writes through helpers.errors.replacing, which names the path
+    the user gave, not the temporary one."""
     from helpers.network import build_network, network_weights
 
     model = to_onnx(build_network(cfg), network_weights(cfg, weights), fp16=fp16)
     large = model.ByteSize() > 2**31 - 2**26
-    try:
-        onnx.save_model(model, str(path), save_as_external_data=large,
-                        location=f"{Path(path).name}.data" if large else None)
-    except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc.strerror}") from None
+    onnx.save_model(model, str(path), save_as_external_data=large,
+                    location=f"{Path(path).name}.data" if large else None)

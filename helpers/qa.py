@@ -1,17 +1,22 @@
 """Question answering over an engine: text in, answers with scores and character spans out."""
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 
 from helpers.errors import UserError
 from helpers.packing import PAD_LOGIT, plan_batches
-from helpers.squad_features import (FeatureConfig, convert_examples_to_features, example_from_text,
+from helpers.squad_features import (FeatureConfig, convert_examples_to_features, examples_from_text,
                                     stack_features)
-from helpers.squad_postprocess import get_predictions
+from helpers.squad_postprocess import check_options, get_predictions
 from helpers.tokenization import load_tokenizer
+
+# What a progress bar factory returns for a number of windows: update(n) and close() (tqdm's).
+ProgressFactory = Callable[[int], object]
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,11 @@ class QAConfig:
     version_2_with_negative: bool = False
     null_score_diff_threshold: float = 0.0
     batch_size: int | None = None  # default: the largest batch the engine runs at max_seq_length
+
+    def __post_init__(self) -> None:
+        # Here, not after inference: a bad option fails before minutes of work. max_seq_length,
+        # doc_stride and max_query_length are checked by FeatureConfig, in Answerer.__init__.
+        check_options(self.n_best_size, self.max_answer_length, self.null_score_diff_threshold)
 
 
 class Answerer:
@@ -92,12 +102,19 @@ class Answerer:
                 progress.update(len(logits))
         return results, seconds
 
-    def predict(self, examples, progress_factory=None):
+    def predict(self, examples, progress_factory: ProgressFactory | None = None):
         """Predictions for examples: ({qas_id: text}, {qas_id: details}, timings)."""
         t0 = time.perf_counter()
         features = convert_examples_to_features(examples, self.tokenizer, self.features_cfg,
                                                 is_training=False)
-        t1 = time.perf_counter()
+        return self._predict(examples, features, time.perf_counter() - t0, progress_factory)
+
+    def _predict(self, examples, features, features_s: float, progress_factory: ProgressFactory | None):
+        no_window = len(examples) - len({f.example_index for f in features})
+        if no_window:  # (answer() refuses such a passage; a SQuAD run goes on, as run_squad does)
+            print(f"warning: {no_window} of {len(examples)} questions have a passage with no readable text "
+                  "(nothing but control or zero-width characters); they are predicted no answer",
+                  file=sys.stderr)
         bar = progress_factory(len(features)) if progress_factory else None
         try:
             results, infer_s = self.infer(features, bar)
@@ -110,18 +127,36 @@ class Answerer:
             max_answer_length=self.cfg.max_answer_length, do_lower_case=self.do_lower_case,
             version_2_with_negative=self.cfg.version_2_with_negative,
             null_score_diff_threshold=self.cfg.null_score_diff_threshold)
-        timings = {"features_ms": 1e3 * (t1 - t0), "inference_ms": 1e3 * infer_s,
+        timings = {"features_ms": 1e3 * features_s, "inference_ms": 1e3 * infer_s,
                    "postprocess_ms": 1e3 * (time.perf_counter() - t2), "num_features": len(features)}
         return predictions, details, timings
 
-    def answer(self, passage: str, questions: list[str]) -> list[dict]:
-        """One dict per question: question, answer, score, probability, start, end, timings."""
-        examples = [example_from_text(passage, q, qas_id=str(i)) for i, q in enumerate(questions)]
-        _, details, timings = self.predict(examples)
+    def answer(self, passage: str, questions: Sequence[str],
+               progress_factory: ProgressFactory | None = None) -> list[dict]:
+        """One dict per question: question, answer, score, probability, start, end, timings.
+
+        progress_factory, as predict's, gets the number of windows (a long passage has thousands)."""
+        examples = examples_from_text(passage, questions)  # one split of the passage, shared
+        self._check_readable(questions)
+        t0 = time.perf_counter()
+        features = convert_examples_to_features(examples, self.tokenizer, self.features_cfg,
+                                                is_training=False)
+        if not features:  # BERT's clean-up left no passage token, so there is no window to run
+            raise UserError("the passage has no readable text after normalization (only control or "
+                            "zero-width characters): give the text in which to look for the answer")
+        _, details, timings = self._predict(examples, features, time.perf_counter() - t0, progress_factory)
         out = []
-        for i, q in enumerate(questions):
-            d = details[str(i)]
-            out.append({"question": q, "answer": d["text"], "score": d["score"],
+        for ex in examples:
+            d = details[ex.qas_id]
+            out.append({"question": ex.question_text, "answer": d["text"], "score": d["score"],
                         "probability": d["probability"], "start": d["start"], "end": d["end"],
                         "timings": timings})
         return out
+
+    def _check_readable(self, questions: Sequence[str]) -> None:
+        """UserError for a question that BERT's clean-up leaves without a token: it would be answered
+        as if no question had been asked."""
+        for q, enc in zip(questions, self.tokenizer.encode_batch(list(questions), add_special_tokens=False)):
+            if not enc.ids:
+                raise UserError(f"the question {q!r} has no readable text after normalization (only control, "
+                                "zero-width or combining characters): type the question in words")

@@ -13,10 +13,13 @@ call for the whole data set.
 from __future__ import annotations
 
 import logging
+import numbers
 import re
-from dataclasses import dataclass
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -35,24 +38,31 @@ class FeatureConfig:
     max_query_length: int = 64
 
     def __post_init__(self) -> None:
-        for name in ("max_seq_length", "doc_stride", "max_query_length"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise UserError(f"{name} must be a positive integer, got {v!r}")
+        # Messages name the field (the notebook's API) and the command-line option.
+        for name, flag in (("max_seq_length", "-s"), ("doc_stride", "--doc-stride"),
+                           ("max_query_length", "--max-query-length")):
+            check_positive_int(getattr(self, name), name, flag)
         if self.doc_room < 1:
             raise UserError(
-                f"max_seq_length {self.max_seq_length} leaves no room for the passage after a "
-                f"{self.max_query_length}-token question and 3 special tokens: raise max_seq_length "
-                "or lower max_query_length")
+                f"max_seq_length (-s) {self.max_seq_length} leaves no room for the passage after a "
+                f"{self.max_query_length}-token question and 3 special tokens: raise -s "
+                "or lower --max-query-length")
         if self.doc_stride > self.doc_room:
             raise UserError(
-                f"doc_stride {self.doc_stride} is larger than the {self.doc_room} passage tokens a window "
-                f"holds (max_seq_length - max_query_length - 3): use doc_stride <= {self.doc_room}")
+                f"doc_stride (--doc-stride) {self.doc_stride} is larger than the {self.doc_room} passage "
+                f"tokens a window holds (max_seq_length - max_query_length - 3): use --doc-stride <= "
+                f"{self.doc_room}")
 
     @property
     def doc_room(self) -> int:
         """Passage tokens a window holds at the least (with the longest question)."""
         return self.max_seq_length - self.max_query_length - 3
+
+
+def check_positive_int(value: Any, name: str, flag: str) -> None:
+    """UserError unless value is an int >= 1; name is the field, flag the command-line option."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise UserError(f"{name} ({flag}) must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -61,12 +71,41 @@ class SquadExample:
     question_text: str
     context: str
     doc_tokens: tuple[str, ...]          # the passage split on whitespace
-    char_to_word_offset: tuple[int, ...]  # passage character -> index into doc_tokens
+    # passage character -> index into doc_tokens: int32, 4 bytes a character (a tuple of ints took
+    # ~47 bytes: GBs for a long passage). Left out of ==/hash: the context determines it.
+    char_to_word_offset: np.ndarray = field(compare=False)
     orig_answer_text: str | None = None  # training only
     start_position: int | None = None    # training only: first answer word
     end_position: int | None = None      # training only: last answer word
     is_impossible: bool = False
     answers: tuple[str, ...] = ()        # every gold answer text, for evaluation
+
+
+class WindowMap(Mapping):
+    """Read-only {window position: value} for positions offset .. offset + len(values) - 1, over a
+    slice of one passage-wide array: a dict per window took ~6 KB (GBs for a long passage's windows)."""
+
+    __slots__ = ("_offset", "_end", "_values")
+
+    def __init__(self, offset: int, values: np.ndarray):
+        self._offset, self._end, self._values = offset, offset + len(values), values
+
+    def __contains__(self, pos: object) -> bool:
+        try:
+            return self._offset <= pos < self._end  # type: ignore[operator]
+        except TypeError:  # not a number
+            return False
+
+    def __getitem__(self, pos: int):
+        if pos in self:
+            return self._values[pos - self._offset].item()
+        raise KeyError(pos)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self._offset, self._end))
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,8 +114,8 @@ class Feature:
     example_index: int
     doc_span_index: int
     tokens: list[str]                     # [CLS] query [SEP] window [SEP], unpadded
-    token_to_orig_map: dict[int, int]     # position of a window token -> doc word index
-    token_is_max_context: dict[int, bool]  # position of a window token -> max context here?
+    token_to_orig_map: Mapping[int, int]      # position of a window token -> doc word index (a WindowMap)
+    token_is_max_context: Mapping[int, bool]  # position of a window token -> max context here?
     input_ids: np.ndarray                 # int32 [max_seq_length], 0-padded
     input_mask: np.ndarray                # int32 [max_seq_length]
     segment_ids: np.ndarray               # int32 [max_seq_length]
@@ -89,25 +128,38 @@ class Feature:
 _WORD = re.compile(r"[^ \t\r\n\u202f]+")
 
 
-def split_doc(text: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """Split a passage into whitespace-separated words and map each character to its word."""
-    matches = list(_WORD.finditer(text))
-    starts = np.fromiter((m.start() for m in matches), dtype=np.int64, count=len(matches))
+def split_doc(text: str) -> tuple[tuple[str, ...], np.ndarray]:
+    """Split a passage into whitespace-separated words and map each character to its word
+    (a read-only int32 array)."""
+    words = tuple(_WORD.findall(text))
     # A character belongs to the last word that started at or before it (whitespace
-    # before the first word gets -1), exactly run_squad's char_to_word_offset.
-    offsets = np.searchsorted(starts, np.arange(len(text)), side="right") - 1
-    return tuple(m.group() for m in matches), tuple(offsets.tolist())
+    # before the first word gets -1), exactly run_squad's char_to_word_offset: count the
+    # word starts up to each character. 8 bytes a character at the peak, no match objects kept.
+    is_start = np.zeros(len(text), dtype=np.int32)
+    is_start[np.fromiter((m.start() for m in _WORD.finditer(text)), dtype=np.int64, count=len(words))] = 1
+    offsets = np.cumsum(is_start, dtype=np.int32)
+    offsets -= 1
+    offsets.flags.writeable = False  # shared by every question on the passage
+    return words, offsets
+
+
+def examples_from_text(passage: str, questions: Sequence[str]) -> list[SquadExample]:
+    """One example per question typed by a user (qas_id "0", "1", ...), all sharing the passage's
+    split: a long passage is split once, not once per question."""
+    if not isinstance(passage, str) or not passage.strip():
+        raise UserError("the passage is empty: give the text in which to look for the answer")
+    for question in questions:
+        if not isinstance(question, str) or not question.strip():
+            raise UserError("the question is empty: give a question about the passage")
+    doc_tokens, offsets = split_doc(passage)
+    return [SquadExample(qas_id=str(i), question_text=q, context=passage, doc_tokens=doc_tokens,
+                         char_to_word_offset=offsets) for i, q in enumerate(questions)]
 
 
 def example_from_text(passage: str, question: str, qas_id: str = "0") -> SquadExample:
     """One example from a passage and a question typed by a user."""
-    if not isinstance(passage, str) or not passage.strip():
-        raise UserError("the passage is empty: give the text in which to look for the answer")
-    if not isinstance(question, str) or not question.strip():
-        raise UserError("the question is empty: give a question about the passage")
-    doc_tokens, offsets = split_doc(passage)
-    return SquadExample(qas_id=str(qas_id), question_text=question, context=passage,
-                        doc_tokens=doc_tokens, char_to_word_offset=offsets)
+    (ex,) = examples_from_text(passage, [question])
+    return ex if str(qas_id) == ex.qas_id else replace(ex, qas_id=str(qas_id))
 
 
 def _get(obj: Any, key: str, kind: type | tuple[type, ...], where: str, src: str) -> Any:
@@ -135,7 +187,12 @@ def read_squad_examples(path_or_dataset: str | Path | dict, is_training: bool,
         data, src = read_json(path, "SQuAD file", "pass a SQuAD v1.1/v2.0 JSON file"), f"SQuAD file {path}"
     articles = _get(data, "data", list, "the top level", src)
     examples: list[SquadExample] = []
-    skipped = 0
+    skipped = marked_impossible = 0
+    seen_ids: dict[str, str] = {}  # id -> where it was first
+    # Empty or unreadable questions and passages are read as they are, as BERT's and Hugging Face's
+    # run_squad read them: one odd question must not abort a 10,000-question run. A question
+    # without tokens is answered from the passage alone; a passage without tokens gets no window,
+    # and its questions the prediction "" (run_squad writes the text "empty"); see Answerer.predict.
     for a_i, article in enumerate(articles):
         a_where = f"article {a_i}" + (f" ({article['title']!r})" if isinstance(article, dict)
                                       and isinstance(article.get("title"), str) else "")
@@ -145,10 +202,22 @@ def read_squad_examples(path_or_dataset: str | Path | dict, is_training: bool,
             qas = _get(paragraph, "qas", list, p_where, src)
             doc_tokens, char_to_word = split_doc(context)  # shared by the paragraph's questions
             for q_i, qa in enumerate(qas):
-                qas_id = str(_get(qa, "id", (str, int), f"question {q_i} of {p_where}", src))
+                # Ids key the predictions file: a repeated id would silently keep one answer, and
+                # the official evaluator looks predictions up by string id (1 and "1" collide too).
+                position = f"question {q_i} of {p_where}"
+                if isinstance(qa, dict) and type(qa.get("id")) in (int, float):
+                    raise UserError(f"{src}: the id of {position} is the number {qa['id']!r}; SQuAD ids are "
+                                    f"strings, as the official evaluator matches them: write \"{qa['id']}\"")
+                qas_id = _get(qa, "id", str, position, src)
+                if qas_id in seen_ids:
+                    raise UserError(f"{src}: question id {qas_id!r} of {position} is also the id of "
+                                    f"{seen_ids[qas_id]}: give every question its own id")
+                seen_ids[qas_id] = position
                 q_where = f"question {qas_id!r}"
                 question = _get(qa, "question", str, q_where, src)
-                is_impossible = version_2_with_negative and bool(qa.get("is_impossible", False))
+                marked = bool(qa.get("is_impossible", False))
+                marked_impossible += marked
+                is_impossible = version_2_with_negative and marked
                 # Training needs the answer; elsewhere answers are kept only for evaluation.
                 needed = is_training and not is_impossible
                 answers = _get(qa, "answers", list, q_where, src) if needed or "answers" in qa else []
@@ -171,10 +240,14 @@ def read_squad_examples(path_or_dataset: str | Path | dict, is_training: bool,
     if skipped:
         log.warning("%s: skipped %d training questions whose answer is not found in the passage",
                     src, skipped)
+    if marked_impossible and not version_2_with_negative:
+        print(f"warning: {src} marks {marked_impossible} questions is_impossible (SQuAD v2.0), but it is "
+              "read as v1.1: every one of them gets an answer; pass --version-2-with-negative "
+              "(version_2_with_negative=True) to allow no answer", file=sys.stderr)
     return examples
 
 
-def _answer_words(answer: dict, context: str, doc_tokens: tuple[str, ...], char_to_word: tuple[int, ...],
+def _answer_words(answer: dict, context: str, doc_tokens: tuple[str, ...], char_to_word: np.ndarray,
                   where: str, src: str) -> tuple[int, int] | None:
     text = answer["text"]
     start = _get(answer, "answer_start", int, f"the answer of {where}", src)
@@ -185,8 +258,8 @@ def _answer_words(answer: dict, context: str, doc_tokens: tuple[str, ...], char_
         raise UserError(f"{src}: the answer of {where} (start {start}, {len(text)} characters) "
                         f"lies outside its {len(context)}-character passage: fix answer_start")
     # An answer starting on whitespace before the first word would give word -1.
-    first = max(char_to_word[start], 0)
-    last = max(char_to_word[start + len(text) - 1], 0)
+    first = max(int(char_to_word[start]), 0)
+    last = max(int(char_to_word[start + len(text) - 1]), 0)
     actual = " ".join(doc_tokens[first:last + 1])
     if actual.find(" ".join(text.split())) == -1:
         return None
@@ -352,9 +425,8 @@ def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer: To
             input_mask[:n] = 1
             segment_ids = np.zeros(S, dtype=np.int32)
             segment_ids[offset:n] = 1
-            positions = range(offset, offset + length)
-            token_to_orig_map = dict(zip(positions, doc.tok_to_orig[start:start + length].tolist()))
-            token_is_max_context = dict(zip(positions, (best_span[start:start + length] == span_index).tolist()))
+            token_to_orig_map = WindowMap(offset, doc.tok_to_orig[start:start + length])
+            token_is_max_context = WindowMap(offset, best_span[start:start + length] == span_index)
 
             start_position = end_position = None
             if is_training:

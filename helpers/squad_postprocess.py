@@ -8,16 +8,16 @@ where the answer lies in the passage, as character offsets.
 """
 from __future__ import annotations
 
-import bisect
 import math
-from typing import Mapping, Sequence
+import numbers
+from functools import lru_cache
+from typing import Any, Mapping, Sequence
 
 import numpy as np
-from tokenizers import PreTokenizedString
 
 from helpers.errors import UserError
-from helpers.squad_features import Feature, SquadExample
-from helpers.tokenization import _basic_parts, basic_tokenize
+from helpers.squad_features import Feature, SquadExample, check_positive_int
+from helpers.tokenization import basic_tokenize, dropped_by_bert
 
 
 def _nth_non_space(text: str, k: int) -> int:
@@ -38,7 +38,12 @@ def _align(pred_text: str, orig_text: str, tok_text: str) -> tuple[int, int]:
     split off, joined by spaces), the form pred_text has. Find pred_text in it and map
     back through the two texts with their spaces removed, which line up character for
     character unless normalization changed their length; then keep the whole orig_text.
+    Either way, characters BERT drops are trimmed from the ends.
     """
+    return _trim_dropped(orig_text, *_find(pred_text, orig_text, tok_text))
+
+
+def _find(pred_text: str, orig_text: str, tok_text: str) -> tuple[int, int]:
     whole = (0, len(orig_text))
     start = tok_text.find(pred_text)
     if start == -1 or not pred_text:
@@ -53,6 +58,19 @@ def _align(pred_text: str, orig_text: str, tok_text: str) -> tuple[int, int]:
     return _nth_non_space(orig_text, ns_start), _nth_non_space(orig_text, ns_end) + 1
 
 
+def _trim_dropped(text: str, start: int, end: int) -> tuple[int, int]:
+    """[start, end) without the characters at its ends that BERT drops (NUL, U+200B, a BOM, ...).
+
+    Where normalization changed the length, run_squad keeps the whole words, and such a
+    character at their edge would leak into the answer ("\ufeffThe", "1889.\x00")."""
+    lo, hi = start, end
+    while lo < hi and dropped_by_bert(text[lo]):
+        lo += 1
+    while hi > lo and dropped_by_bert(text[hi - 1]):
+        hi -= 1
+    return (lo, hi) if lo < hi else (start, end)
+
+
 def get_final_text(pred_text: str, orig_text: str, do_lower_case: bool = True) -> str:
     """The part of orig_text that the normalized prediction pred_text stands for.
 
@@ -62,27 +80,26 @@ def get_final_text(pred_text: str, orig_text: str, do_lower_case: bool = True) -
     return orig_text[start:end]
 
 
-class _Passage:
-    """A passage's BERT basic tokens with the word each came from, computed once.
+@lru_cache(maxsize=1 << 16)
+def _basic_text(word: str, do_lower_case: bool) -> str:
+    """A passage word's BERT basic tokens joined by spaces. Basic tokenization never joins across
+    whitespace, so the basic tokens of a run of passage words are each word's own, in turn: no
+    tokenization of the whole passage (hundreds of MB of Python objects for a long one)."""
+    return " ".join(basic_tokenize(word, do_lower_case))
 
-    Basic tokenization never joins across whitespace, so the basic tokens of a run of
-    words are those of the passage that came from these words.
-    """
+
+class _Passage:
+    """What projecting answers needs of a passage beyond its example, computed once per passage."""
 
     def __init__(self, example: SquadExample, do_lower_case: bool):
-        norm, pre = _basic_parts(do_lower_case)
-        pts = PreTokenizedString(example.context)
-        pts.normalize(norm.normalize)
-        pre.pre_tokenize(pts)
-        splits = pts.get_splits(offset_referential="original", offset_type="char")
-        self.example = example
-        self.tokens = [t for t, _, _ in splits]
-        self.token_word = [example.char_to_word_offset[a] for _, (a, _), _ in splits]
+        self.example, self.do_lower_case = example, do_lower_case
+        # Where each word begins: the first character mapped to it (char_to_word_offset is sorted).
+        self.word_start = np.searchsorted(example.char_to_word_offset, np.arange(len(example.doc_tokens)))
 
     def tok_text(self, w_start: int, w_end: int) -> str:
-        lo = bisect.bisect_left(self.token_word, w_start)
-        hi = bisect.bisect_right(self.token_word, w_end)
-        return " ".join(self.tokens[lo:hi])
+        """The basic tokens of words w_start..w_end, joined by spaces."""
+        words, lower = self.example.doc_tokens[w_start:w_end + 1], self.do_lower_case
+        return " ".join([t for w in words if (t := _basic_text(w, lower))])
 
     def char_offset(self, w_start: int, k: int) -> int:
         """Passage offset of orig_text[k], orig_text being the words from w_start on joined
@@ -92,8 +109,19 @@ class _Passage:
         while k >= len(words[j]):  # k is never on a joining space
             k -= len(words[j]) + 1
             j += 1
-        # A word begins at the first character mapped to it (char_to_word_offset is sorted).
-        return bisect.bisect_left(self.example.char_to_word_offset, j) + k
+        return int(self.word_start[j]) + k
+
+
+def check_options(n_best_size: Any, max_answer_length: Any, null_score_diff_threshold: Any) -> None:
+    """UserError unless the post-processing options are usable (QAConfig checks them before any
+    work; get_predictions again for callers of its own)."""
+    check_positive_int(n_best_size, "n_best_size", "--n-best-size")
+    check_positive_int(max_answer_length, "max_answer_length", "--max-answer-length")
+    threshold = null_score_diff_threshold
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not math.isfinite(threshold):
+        # (a NaN would compare false everywhere: every question silently answered; inf likewise)
+        raise UserError(f"null_score_diff_threshold (--null-score-diff-threshold) must be a finite number, "
+                        f"got {threshold!r}")
 
 
 def _softmax(scores: Sequence[float]) -> list[float]:
@@ -127,11 +155,7 @@ def get_predictions(examples: Sequence[SquadExample], features: Sequence[Feature
     whose words are joined by single spaces: they differ only where the passage has
     other whitespace (a newline, two spaces) inside the answer.
     """
-    if n_best_size < 1 or max_answer_length < 1:
-        raise UserError("n_best_size and max_answer_length must be at least 1")
-    if not math.isfinite(null_score_diff_threshold):
-        # (a NaN would compare false everywhere: every question silently answered)
-        raise UserError(f"null_score_diff_threshold must be a finite number, got {null_score_diff_threshold}")
+    check_options(n_best_size, max_answer_length, null_score_diff_threshold)
     by_example: dict[int, list[Feature]] = {}
     for f in features:
         by_example.setdefault(f.example_index, []).append(f)
@@ -141,41 +165,17 @@ def get_predictions(examples: Sequence[SquadExample], features: Sequence[Feature
     passages: dict[str, _Passage] = {}  # SQuAD paragraphs are shared by several questions
     for ex_index, example in enumerate(examples):
         feats = by_example.get(ex_index, [])
-        # (score, feature index, start, end, start logit, end logit), in run_squad's order.
-        prelim: list[tuple[float, int, int, int, float, float]] = []
-        score_null, null_start, null_end, null_feature = math.inf, 0.0, 0.0, 0
-        for f_index, feature in enumerate(feats):
-            if feature.unique_id not in results:
-                raise UserError(f"no logits for feature {feature.unique_id} of question "
-                                f"{example.qas_id!r}: run the model on every feature")
-            start_logits, end_logits = (np.asarray(x, dtype=np.float64).reshape(-1)
-                                        for x in results[feature.unique_id])
-            if version_2_with_negative:
-                null = float(start_logits[0] + end_logits[0])
-                if null < score_null:
-                    score_null, null_feature = null, f_index
-                    null_start, null_end = float(start_logits[0]), float(end_logits[0])
-            # Rank over the whole window, padding included, as run_squad: padding that
-            # makes the top n takes a slot and is then dropped by the checks below.
-            positions = feature.token_to_orig_map
-            ends = _best_indexes(end_logits, n_best_size).tolist()
-            for s in _best_indexes(start_logits, n_best_size).tolist():
-                if s not in positions or not feature.token_is_max_context.get(s, False):
-                    continue
-                for e in ends:
-                    if e not in positions or e < s or e - s + 1 > max_answer_length:
-                        continue
-                    prelim.append((float(start_logits[s]) + float(end_logits[e]), f_index, s, e,
-                                   float(start_logits[s]), float(end_logits[e])))
-        if version_2_with_negative and feats:
-            prelim.append((score_null, null_feature, 0, 0, null_start, null_end))
-        prelim.sort(key=lambda p: p[0], reverse=True)  # stable: ties keep their order
+        ranked, (score_null, null_start, null_end) = _ranked_candidates(
+            example, feats, results, n_best_size, max_answer_length, version_2_with_negative)
+        f_all, s_all, e_all, sl_all, el_all = ranked
 
         seen: set[str] = set()
         nbest: list[tuple[str, float, float, int, int]] = []  # text, logits, char span
-        for _, f_index, s, e, s_logit, e_logit in prelim:
+        for i in np.argsort(-(sl_all + el_all), kind="stable"):  # best first; ties keep their order
             if len(nbest) >= n_best_size:
                 break
+            f_index, s, e, s_logit, e_logit = (int(f_all[i]), int(s_all[i]), int(e_all[i]), float(sl_all[i]),
+                                               float(el_all[i]))
             if s == 0:  # the null answer ([CLS])
                 text, span = "", (-1, -1)
             else:
@@ -212,8 +212,58 @@ def get_predictions(examples: Sequence[SquadExample], features: Sequence[Feature
     return predictions, details
 
 
+def _ranked_candidates(example: SquadExample, feats: Sequence[Feature],
+                       results: Mapping[int, tuple[np.ndarray, np.ndarray]], n_best_size: int,
+                       max_answer_length: int, version_2_with_negative: bool):
+    """An example's candidate spans in run_squad's order (window, start rank, end rank), as arrays:
+    feature index, start, end, start logit, end logit; 28 bytes a candidate (a tuple each took ~200
+    bytes: GBs for the millions of a long passage). With v2.0 the null answer ([CLS] of the window
+    where it scores least) comes last. Also (null score, its start and end logits)."""
+    cands: list[tuple[np.ndarray, ...]] = []
+    score_null, null_start, null_end, null_feature = math.inf, 0.0, 0.0, 0
+    for f_index, feature in enumerate(feats):
+        if feature.unique_id not in results:
+            raise UserError(f"no logits for feature {feature.unique_id} of question "
+                            f"{example.qas_id!r}: run the model on every feature")
+        start_logits, end_logits = (np.asarray(x, dtype=np.float64).reshape(-1)
+                                    for x in results[feature.unique_id])
+        if version_2_with_negative:
+            null = float(start_logits[0] + end_logits[0])
+            if null < score_null:
+                score_null, null_feature = null, f_index
+                null_start, null_end = float(start_logits[0]), float(end_logits[0])
+        starts, ends = _spans(feature, start_logits, end_logits, n_best_size, max_answer_length)
+        cands.append(_candidates(f_index, starts, ends, start_logits[starts], end_logits[ends]))
+    if version_2_with_negative and feats:
+        cands.append(_candidates(null_feature, [0], [0], [null_start], [null_end]))
+    cands = cands or [_candidates(0, [], [], [], [])]
+    return [np.concatenate(c) for c in zip(*cands)], (score_null, null_start, null_end)
+
+
+def _candidates(f_index: int, starts, ends, start_logits, end_logits) -> tuple[np.ndarray, ...]:
+    return (np.full(len(starts), f_index, np.int32), np.asarray(starts, np.int32), np.asarray(ends, np.int32),
+            np.asarray(start_logits, np.float64), np.asarray(end_logits, np.float64))
+
+
+def _spans(feature: Feature, start_logits: np.ndarray, end_logits: np.ndarray, n_best_size: int,
+           max_answer_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """run_squad's candidate spans in one window, in its order (start rank, then end rank): the n
+    best starts and ends, each a passage token of the window, the start max context there, end >=
+    start and at most max_answer_length tokens. Ranked over the whole window, padding included, as
+    run_squad: padding that makes the top n takes a slot and is then dropped."""
+    positions, max_context = feature.token_to_orig_map, feature.token_is_max_context
+    starts = [s for s in _best_indexes(start_logits, n_best_size).tolist()
+              if s in positions and max_context.get(s, False)]
+    ends = [e for e in _best_indexes(end_logits, n_best_size).tolist() if e in positions]
+    s = np.repeat(np.array(starts, dtype=np.int64), len(ends))
+    e = np.tile(np.array(ends, dtype=np.int64), len(starts))
+    keep = (e >= s) & (e - s < max_answer_length)
+    return s[keep], e[keep]
+
+
 def _project(passage: _Passage, feature: Feature, s: int, e: int) -> tuple[str, tuple[int, int]]:
-    """run_squad's answer text for window tokens s..e, and its passage offsets."""
+    """run_squad's answer text for window tokens s..e, and its passage offsets (the one place
+    answers are projected back onto the text)."""
     tok_text = " ".join(feature.tokens[s:e + 1])
     # De-tokenize WordPiece: glue "##" continuations and drop stray "##".
     pred_text = " ".join(tok_text.replace(" ##", "").replace("##", "").split())

@@ -100,6 +100,14 @@ def basic_tokenize(text: str, do_lower_case: bool) -> list[str]:
     return [w for w, _ in pre.pre_tokenize_str(norm.normalize_str(text))]
 
 
+@lru_cache(maxsize=4096)
+def dropped_by_bert(ch: str) -> bool:
+    """Whether BERT's clean-up leaves nothing of the character ch, so that it is in no token:
+    control and format characters (NUL, U+200B zero-width space, a BOM, soft hyphen), U+FFFD,
+    whitespace. Asked of the tokenizer itself, cased: an accent stays (it belongs to its letter)."""
+    return not basic_tokenize(ch, do_lower_case=False)
+
+
 def tokenize(tokenizer: Tokenizer, text: str) -> list[str]:
     """WordPiece tokens of one text, without special tokens."""
     return tokenizer.encode(text, add_special_tokens=False).tokens

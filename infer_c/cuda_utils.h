@@ -219,7 +219,7 @@ inline DeviceInfo current_device_info() {
         cudaGetLastError();
         throw DeviceError(std::string("no usable CUDA GPU (") +
                           (e != cudaSuccess ? cudaGetErrorString(e) : "no device found") +
-                          "); run on a machine with an NVIDIA GPU and driver, or use --backend onnxruntime");
+                          "); run on a machine with an NVIDIA GPU and driver");
     }
     DeviceInfo d;
     BERTQA_CUDA_CHECK(cudaGetDevice(&d.device));

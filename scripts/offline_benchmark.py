@@ -31,6 +31,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from helpers.errors import UserError  # noqa: E402
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,25 +94,93 @@ def concurrent_pass(runners, fn, batches) -> tuple[float, list]:
     return dt, outs
 
 
+def check_args(args) -> None:
+    """UserError for an option that cannot work, before anything is read, built or written."""
+    from helpers.squad_features import FeatureConfig, check_positive_int
+
+    FeatureConfig(args.max_seq_length, args.doc_stride, args.max_query_length)  # -s, --doc-stride, ...
+    for b in args.batch_sizes:
+        check_positive_int(b, "batch size", "-b")
+    for k in args.streams:
+        check_positive_int(k, "stream count", "--streams")
+    check_positive_int(args.max_candidates, "GEMM candidates", "--max-candidates")
+    if not args.model_dir and args.max_seq_length > 512:
+        raise UserError(f"-s {args.max_seq_length} is over the random BERT-large's 512 positions: use -s <= 512")
+    if args.limit is not None:  # (0 or less used to mean all, or all but the last -N, silently)
+        check_positive_int(args.limit, "window limit", "--limit")
+    if args.model_dir and not (Path(args.model_dir) / "config.json").is_file():
+        # (a random checkpoint used to be written into it)
+        raise UserError(f"--model-dir {args.model_dir} holds no config.json: pass a Hugging Face BERT "
+                        "directory, or leave --model-dir out for a random BERT-large")
+    for path, flag in ((args.out, "--out"), (args.work, "--work")):
+        if Path(path).exists() and not Path(path).is_dir():
+            raise UserError(f"{flag} {path} is a file, not a directory: give a directory (it is created "
+                            "if missing)")
+
+
+def read_squad(path: str) -> list:
+    """The questions of a SQuAD .json or .json.xz, or a UserError naming what is wrong with the file."""
+    from helpers.squad_features import read_squad_examples
+
+    fix = "pass SQuAD dev v1.1 (.json or .json.xz) with --squad"
+    if not path.endswith(".xz"):
+        examples = read_squad_examples(path, is_training=False)  # read_json's one-line errors
+    elif not Path(path).is_file():
+        raise UserError(f"no SQuAD file at {path} (not found, or not a file): {fix}")
+    else:
+        try:
+            with lzma.open(path, "rt", encoding="utf-8") as f:
+                data = json.load(f)
+        except (lzma.LZMAError, EOFError, UnicodeDecodeError, json.JSONDecodeError, OSError) as exc:
+            raise UserError(f"cannot read SQuAD file {path} ({type(exc).__name__}: {exc}): {fix}") from None
+        if not isinstance(data, dict):
+            raise UserError(f"SQuAD file {path} is not in SQuAD format (no top-level object): {fix}")
+        examples = read_squad_examples(data, is_training=False)
+    if not examples:
+        raise UserError(f"SQuAD file {path} holds no questions: {fix}")
+    return examples
+
+
+def make_dirs(*dirs: Path) -> None:
+    for d in dirs:
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create the directory {d}: {exc.strerror or exc}") from None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from helpers.errors import check_writable
+
+    # Everything that can be checked is, before SQuAD is tokenized or a 1.3 GB checkpoint is written.
+    check_args(args)
+    t_start = time.perf_counter()
+    examples = read_squad(args.squad)
+    from helpers.tokenization import check_vocab, load_tokenizer, read_vocab
+
+    vocab = read_vocab(args.vocab)
+    if not args.model_dir:  # the random BERT-large (make_random_checkpoint) has BERT's 30522 tokens
+        check_vocab(vocab, 30522)
+    tok = load_tokenizer(vocab, True)
     from helpers import cuda_backend
+
+    ok, why = cuda_backend.available()
+    if not ok:
+        # The reason's advice after ";" is inference.py's (--backend onnxruntime): not an option here.
+        reason = why.split(";")[0].removeprefix("no usable CUDA GPU").strip(" ()")
+        raise UserError(f"no usable CUDA GPU here ({reason}): this benchmark builds and times cuda engines; "
+                        "run it on a machine with an NVIDIA GPU")
+    out_dir, work = Path(args.out), Path(args.work)
+    make_dirs(out_dir, work)
+    check_writable(out_dir / "offline_benchmark.json", "results file")
+
     from helpers.build import load_checkpoint
     from helpers.engine_file import Profile, save_engine
     from helpers.packing import pack, plan_batches
-    from helpers.squad_features import FeatureConfig, convert_examples_to_features, read_squad_examples, stack_features
-    from helpers.tokenization import load_tokenizer
-
-    out_dir, work = Path(args.out), Path(args.work)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    work.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
+    from helpers.squad_features import FeatureConfig, convert_examples_to_features, stack_features
 
     # Windows.
-    raw = Path(args.squad).read_bytes()
-    data = json.loads(lzma.decompress(raw) if args.squad.endswith(".xz") else raw)
-    examples = read_squad_examples(data, is_training=False)
-    tok = load_tokenizer(args.vocab, True)
     feats = convert_examples_to_features(examples, tok, FeatureConfig(args.max_seq_length, args.doc_stride,
                                                                       args.max_query_length))
     if args.limit:

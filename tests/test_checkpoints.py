@@ -12,6 +12,8 @@ import json
 import math
 import os
 import pickle
+import re
+import shutil
 import subprocess
 import sys
 import types
@@ -748,3 +750,133 @@ def test_megatron_rejects_non_megatron_state_dict(qa_model, tmp_path):
     torch.save(qa_model.state_dict(), tmp_path / "hf.pt")
     with pytest.raises(CheckpointError, match="not a Megatron-LM BERT state dict"):
         load_megatron(tmp_path / "hf.pt", None)
+
+
+# ------------------------------------------------------------------ BERT configs a user edited
+BAD_FIELDS = [  # (field as config.json spells it, value, what the message says)
+    ("num_attention_heads", 0, r"num_attention_heads must be a positive integer, got 0"),
+    ("num_attention_heads", -12, r"num_attention_heads must be a positive integer, got -12"),
+    ("num_attention_heads", True, r"num_attention_heads must be a positive integer, got true"),
+    ("num_attention_heads", 5, r"hidden_size 64 is not a multiple of num_attention_heads 5"),
+    ("hidden_size", 64.7, r"hidden_size must be a positive integer, got 64\.7"),
+    ("hidden_size", "64", r'hidden_size must be a positive integer, got "64"'),
+    ("num_hidden_layers", None, r"num_hidden_layers must be a positive integer, got null"),
+    ("vocab_size", 1 << 31, r"vocab_size is 2147483648, over the limit of 2\^30"),
+    ("max_position_embeddings", 64.0, r"max_position_embeddings must be a positive integer, got 64\.0"),
+    ("type_vocab_size", 0, r"type_vocab_size must be a positive integer, got 0"),
+    ("intermediate_size", [128], r"intermediate_size must be a positive integer, got \[128\]"),
+    ("layer_norm_eps", float("nan"), r"layer_norm_eps must be a number between 0 and 1 .*got NaN"),
+    ("layer_norm_eps", 0, r"layer_norm_eps must be a number between 0 and 1 .*got 0"),
+    ("layer_norm_eps", False, r"layer_norm_eps must be a number between 0 and 1 .*got false"),
+    ("hidden_act", "relu", r'hidden_act "relu" is not supported \(BERT uses gelu'),
+    ("hidden_act", ["gelu"], r'hidden_act \["gelu"\] is not supported'),
+]
+
+
+def _edited_config(path: Path, base: dict, key: str, value) -> Path:
+    path.write_text(json.dumps({**base, key: value}))
+    return path
+
+
+def _config_error(path: Path, what: str) -> str:
+    return rf"BERT config {re.escape(str(path))} is unusable: {what}.*; correct it"
+
+
+@pytest.fixture(scope="module")
+def hf_dir(qa_model, tmp_path_factory):
+    return _save_hf(qa_model, tmp_path_factory.mktemp("hf") / "m")
+
+
+@pytest.mark.parametrize("key,value,what", BAD_FIELDS)
+def test_hf_config_field_errors_name_field_and_file(hf_dir, tmp_path, key, value, what):
+    d = shutil.copytree(hf_dir, tmp_path / "m")
+    cfg = _edited_config(d / "config.json", json.loads((hf_dir / "config.json").read_text()), key, value)
+    with pytest.raises(CheckpointError, match=_config_error(cfg, what)):
+        load_hf(d)
+
+
+def test_hf_config_missing_field(hf_dir, tmp_path):
+    d = shutil.copytree(hf_dir, tmp_path / "m")
+    cfg = json.loads((d / "config.json").read_text())
+    del cfg["num_attention_heads"]
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=_config_error(d / "config.json", "it lacks the field "
+                                                                              "'num_attention_heads'")):
+        load_hf(d)
+
+
+def test_tf_bert_config_goes_through_the_same_checks(tmp_path):
+    pytest.importorskip("tensorflow", reason="tensorflow not installed (pip install tensorflow-cpu)")
+    (tmp_path / "model.ckpt.index").write_bytes(os.urandom(64))  # the config is read first
+    cfg = _edited_config(tmp_path / "bert_config.json", SMALL, "num_attention_heads", -12)
+    with pytest.raises(CheckpointError, match=_config_error(cfg, "num_attention_heads must be a positive")):
+        load_tf(tmp_path / "model.ckpt")
+
+
+def test_qat_onnx_config_dir_goes_through_the_same_checks(tmp_path):
+    _build_qat_onnx(tmp_path / "m.onnx", ONNX_CFG, random_weights(ONNX_CFG, seed=21), "named")
+    base = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                intermediate_size=64, max_position_embeddings=40)
+    cfg = _edited_config(tmp_path / "bert_config.json", base, "hidden_size", 32.5)
+    with pytest.raises(CheckpointError, match=_config_error(cfg, "hidden_size must be a positive integer")):
+        load_qat_onnx(tmp_path / "m.onnx", cfg)
+
+
+def test_megatron_config_json_and_training_args_go_through_the_same_checks(tmp_path):
+    w = random_weights(CFG, seed=22)
+    torch.save({"model": _megatron_model(CFG, w, 3.0), "checkpoint_version": 3.0,
+                "args": _megatron_args(CFG, True)}, tmp_path / "m.pt")
+    cfg = _edited_config(tmp_path / "c.json", SMALL, "num_hidden_layers", 2.5)
+    with pytest.raises(CheckpointError, match=_config_error(cfg, "num_hidden_layers must be a positive")):
+        load_megatron(tmp_path / "m.pt", cfg)
+    for field, value, what in (("num_attention_heads", True, "num_heads must be a positive integer, got true"),
+                               ("hidden_size", 64.5, "hidden_size must be a positive integer, got 64.5"),
+                               ("layernorm_epsilon", -1.0, "layer_norm_eps must be a number between 0 and 1")):
+        args = _megatron_args(CFG, True)
+        setattr(args, field, value)
+        torch.save({"model": _megatron_model(CFG, w, 3.0), "checkpoint_version": 3.0, "args": args},
+                   tmp_path / "bad.pt")
+        with pytest.raises(CheckpointError, match=rf"bad\.pt: its training args give an unusable .*{what}"):
+            load_megatron(tmp_path / "bad.pt")
+
+
+def test_long_tensor_lists_are_cut_short(hf_dir, tmp_path):
+    """A config of 12 layers over a 2-layer checkpoint: 160 missing tensors, a few of them named."""
+    d = shutil.copytree(hf_dir, tmp_path / "m")
+    _edited_config(d / "config.json", json.loads((hf_dir / "config.json").read_text()), "num_hidden_layers", 12)
+    with pytest.raises(CheckpointError, match=r"missing layers\.2\.query\.weight, .* and 154 more$") as exc:
+        load_hf(d)
+    assert len(str(exc.value)) < 400
+
+
+def test_plain_onnx_is_not_taken_for_a_qat_export(tmp_path):
+    from helpers.onnx_export import write_onnx
+
+    write_onnx(tmp_path / "plain.onnx", ONNX_CFG, random_weights(ONNX_CFG, seed=23))
+    cfg = tmp_path / "bert_config.json"
+    cfg.write_text(json.dumps(ONNX_CFG.to_dict()))
+    with pytest.raises(CheckpointError, match=r"plain\.onnx is not a fake-quant QAT ONNX \(no QuantizeLinear/"
+                                              r"DequantizeLinear nodes.*builder\.py --hf") as exc:
+        load_qat_onnx(tmp_path / "plain.onnx", cfg)
+    assert len(str(exc.value)) < 300 and "missing" not in str(exc.value)
+
+
+# ------------------------------------------------------------------ the same through builder.py
+def test_builder_reports_config_and_plain_onnx_in_one_line(hf_dir, tmp_path):
+    from test_cli import assert_user_error, run
+
+    d = shutil.copytree(hf_dir, tmp_path / "m")
+    (d / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+                                           + [f"t{i}" for i in range(95)]) + "\n")
+    (d / "tokenizer_config.json").write_text('{"do_lower_case": true}')
+    good = json.loads((d / "config.json").read_text())
+    _edited_config(d / "config.json", good, "num_attention_heads", 0)
+    assert_user_error(run("builder.py", "--hf", d, "-o", tmp_path / "x.engine", "--backend", "onnxruntime",
+                          check=False), rf"{re.escape(str(d / 'config.json'))} is unusable: num_attention_heads")
+    (d / "config.json").write_text(json.dumps(good))
+    run("builder.py", "--hf", d, "--onnx-out", tmp_path / "plain.onnx")
+    shutil.copy(d / "config.json", d / "bert_config.json")
+    proc = run("builder.py", "-x", tmp_path / "plain.onnx", "-c", d, "-o", tmp_path / "x.engine",
+               "--backend", "onnxruntime", check=False)
+    assert_user_error(proc, r"not a fake-quant QAT ONNX .*builder\.py --hf")
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.engine").exists()

@@ -3,10 +3,15 @@ modification time, reuses the engine), renamed by a content change, and stale en
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
 from helpers import default_model
+from helpers.errors import UserError
+from model_fixtures import REPO
+from test_cli import assert_user_error
 
 
 @pytest.fixture
@@ -54,3 +59,38 @@ def test_stale_engines_of_the_same_model_and_backend_are_pruned(cache):
     assert sorted(p.name for p in removed) == sorted(names[:2])
     left = sorted(p.name for p in keep.parent.glob("*.engine"))
     assert left == sorted([keep.name, names[2], names[3]])
+
+
+def test_unwritable_cache_is_one_line_before_any_build(tmp_path, monkeypatch, capsys):
+    """XDG_CACHE_HOME naming a regular file: the cache directory cannot exist (ENOTDIR), the same
+    refusal a read-only cache gets, and root cannot bypass it."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_bytes(os.urandom(16))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    with pytest.raises(UserError, match=rf"cannot write the default engine cache in {blocker}/bertqa "
+                                        r"\(Not a directory\): set XDG_CACHE_HOME to a writable directory, "
+                                        r"or build an engine with builder.py and pass -e"):
+        default_model.default_engine_path("onnxruntime", verbose=True)
+    assert capsys.readouterr().out == ""  # nothing announced, nothing built
+
+
+def test_unwritable_cache_through_inference_py(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_bytes(os.urandom(16))
+    proc = subprocess.run([sys.executable, "inference.py", "-p", "Paris is big.", "-q", "What is big?"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "XDG_CACHE_HOME": str(blocker)})
+    assert_user_error(proc, "cannot write the default engine cache")
+    assert proc.stdout == ""
+
+
+def test_cuda_without_a_gpu_is_refused_before_announcing_a_build(tmp_path, monkeypatch, capsys):
+    from helpers import cuda_backend
+
+    ok, why = cuda_backend.available()
+    if ok:
+        pytest.skip(f"a GPU is usable here ({why})")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(UserError, match=r"cannot build the default model's cuda engine here: "):
+        default_model.default_engine_path("cuda", verbose=True)
+    assert capsys.readouterr().out == ""

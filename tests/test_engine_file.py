@@ -1,13 +1,19 @@
 """The engine file: round trip, and every kind of damage gives a clear EngineFileError."""
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import signal
 import struct
+import threading
+import zlib
 
 import numpy as np
 import pytest
 
 from helpers.config import BertConfig
-from helpers.engine_file import Engine, Profile, load_engine, save_engine
+from helpers.engine_file import ALIGN, PREAMBLE, Engine, Profile, load_engine, save_engine
 from helpers.errors import EngineFileError
 from helpers.network import build_network, network_weights
 from helpers.weights import random_weights
@@ -84,6 +90,17 @@ def test_truncated_and_appended(engine_path):
             load_engine(engine_path, tensors=False)
 
 
+@pytest.mark.parametrize("cut", [lambda d: d[:len(d) // 2], lambda d: d + b"ab"])
+@pytest.mark.parametrize("tensors", [True, False])
+def test_size_mismatch_names_the_file_size(engine_path, cut, tensors):
+    """The message gives the file's size (not the header's) beside the size the preamble implies."""
+    good = engine_path.stat().st_size
+    bad = cut(engine_path.read_bytes())
+    engine_path.write_bytes(bad)
+    with pytest.raises(EngineFileError, match=rf"it is {len(bad)} bytes but its preamble says {good} "):
+        load_engine(engine_path, tensors=tensors)
+
+
 def test_wrong_version(engine_path):
     data = bytearray(engine_path.read_bytes())
     struct.pack_into("<I", data, 8, 99)
@@ -106,6 +123,150 @@ def test_foreign_files(tmp_path):
 def test_wrong_backend(engine_path):
     with pytest.raises(EngineFileError, match="built for the onnxruntime backend.*--backend cuda"):
         load_engine(engine_path, backend="cuda")
+
+
+def rewrite_header(path, edit) -> None:
+    """Hand-edit path's JSON header with edit(dict), then redo sizes and the header checksum, as a
+    user with a hex editor and zlib would: only the loader's own checks can catch it."""
+    data = path.read_bytes()
+    magic, version, _, hsize, dsize, _, dcrc = PREAMBLE.unpack_from(data)
+    header = json.loads(data[PREAMBLE.size:PREAMBLE.size + hsize])
+    edit(header)
+    hb = json.dumps(header).encode()
+    body = data[len(data) - dsize:]
+    pad = (-(PREAMBLE.size + len(hb))) % ALIGN
+    path.write_bytes(PREAMBLE.pack(magic, version, 0, len(hb), dsize, zlib.crc32(hb), dcrc)
+                     + hb + b"\0" * pad + body)
+
+
+def _tensor(h, name):
+    return next(t for t in h["tensors"] if t["name"] == name)
+
+
+INCONSISTENT = [  # (hand edit, what the message names)
+    (lambda h: h.update(profiles=[]), r"no profiles"),
+    (lambda h: h.update(profiles=[{"batch": 0, "seq": 16}]), r"batch size 0, below 1"),
+    (lambda h: h.update(profiles=[{"batch": 4, "seq": 100000}]),
+     r"sequence length 100000, outside 1\.\.40 \(the config's max_position_embeddings\)"),
+    (lambda h: _tensor(h, "layers.1.ffn_in.weight").update(shape=[32, 64]),
+     r"tensor layers\.1\.ffn_in\.weight has shape \[32, 64\], its config implies \[64, 32\]"),
+    (lambda h: h["config"].update(num_layers=3), r"its config says 3 layers, its network has 2"),
+    (lambda h: h["config"].update(num_heads=0), r"config: num_heads must be a positive integer, got 0"),
+    (lambda h: h["config"].update(hidden_size=32.5), r"config: hidden_size must be a positive integer"),
+    (lambda h: h.update(precision="fp16"), r"precision 'fp16': the onnxruntime backend runs fp32"),
+    (lambda h: h.update(tensors=[t for t in h["tensors"] if t["name"] != "qa.bias"]),
+     r"it lacks the weights qa\.bias"),
+    (lambda h: h.update(vocab=h["vocab"][:-1]), r"vocabulary has 49 entries, its config's vocab_size is 50"),
+    (lambda h: h["network"]["ops"][2]["attrs"].update(num_heads=2, head_size=16),
+     r"attention layers\.0\.context has 2 heads of size 16, its config says 4 of 8"),
+]
+
+
+@pytest.mark.parametrize("edit,what", INCONSISTENT)
+@pytest.mark.parametrize("tensors", [True, False])
+def test_inconsistent_header_is_refused(engine_path, edit, what, tensors):
+    """Every check is on the header, so the cheap header-only load refuses the file too."""
+    rewrite_header(engine_path, edit)
+    with pytest.raises(EngineFileError, match=rf"engine file {engine_path} is inconsistent \(.*{what}.*\): "
+                                              "rebuild it with builder.py"):
+        load_engine(engine_path, tensors=tensors)
+
+
+@pytest.mark.parametrize("edit", [lambda h: h["profiles"][0].update(batch=True),
+                                  lambda h: h["profiles"][0].update(seq=16.5),
+                                  lambda h: _tensor(h, "qa.bias").update(shape=[True, 2])])
+def test_non_integer_header_numbers_are_refused(engine_path, edit):
+    rewrite_header(engine_path, edit)
+    with pytest.raises(EngineFileError, match="header is malformed.*not a whole number"):
+        load_engine(engine_path, tensors=False)
+
+
+def cuda_engine(precision="fp16", output_rows=8, info_rows=8) -> Engine:
+    """A cuda engine as cuda_backend.build_engine lays it out: the output linear padded to 8 rows."""
+    dt = np.float16 if precision == "fp16" else np.float32
+    tensors = {n: a.astype(dt) for n, a in make_engine().tensors.items()}
+    for name in ("qa.weight", "qa.bias"):
+        a = tensors[name]
+        tensors[name] = np.concatenate([a, np.zeros((output_rows - 2,) + a.shape[1:], dt)])
+    info = {"sm": 90} if info_rows is None else {"sm": 90, "output_rows": info_rows}
+    return dataclasses.replace(make_engine("cuda"), precision=precision, tensors=tensors, backend_info=info)
+
+
+def test_cuda_layouts(tmp_path):
+    path = tmp_path / "c.engine"
+    for eng in (cuda_engine(), cuda_engine("fp32"), cuda_engine(output_rows=2, info_rows=None)):
+        save_engine(path, eng)
+        assert load_engine(path, backend="cuda", tensors=False).precision == eng.precision
+    refused = [(cuda_engine(info_rows=None), r"qa\.weight has shape \[8, 32\], its config implies \[2, 32\]"),
+               (dataclasses.replace(cuda_engine(), precision="int8"), "the cuda backend runs fp32 or fp16"),
+               (dataclasses.replace(cuda_engine(), precision="fp32"), "is float16, a cuda fp32 engine holds float32")]
+    for eng, what in refused:
+        save_engine(path, eng)
+        with pytest.raises(EngineFileError, match=what):
+            load_engine(path, tensors=False)
+
+
+def test_wrong_backend_is_named_before_inconsistencies(tmp_path):
+    """A cuda fp16 file opened as onnxruntime: the backend is the problem to report."""
+    path = tmp_path / "c.engine"
+    save_engine(path, cuda_engine())
+    with pytest.raises(EngineFileError, match="built for the cuda backend, not onnxruntime"):
+        load_engine(path, backend="onnxruntime")
+
+
+def test_interrupted_write_leaves_no_partial_file(engine_path):
+    """Ctrl-C in the middle of writing: a reader on a FIFO at the .partial path takes 64 KiB of the
+    engine, then interrupts the writing (main) thread, as the terminal's SIGINT would."""
+    before = engine_path.read_bytes()
+    src = make_engine()
+    filler = np.random.default_rng(7).standard_normal(1 << 21).astype(np.float32)  # 8 MiB
+    big = dataclasses.replace(src, tensors={"filler": filler, **src.tensors})
+    partial = engine_path.with_name(engine_path.name + ".partial")
+    os.mkfifo(partial)
+    main = threading.get_ident()
+
+    def reader():
+        with open(partial, "rb") as f:
+            f.read(1 << 16)
+            signal.pthread_kill(main, signal.SIGINT)
+            while f.read(1 << 16):  # keep draining so the writer's close does not block
+                pass
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    with pytest.raises(KeyboardInterrupt):
+        save_engine(engine_path, big)
+    thread.join(30)
+    assert not partial.exists() and engine_path.read_bytes() == before
+
+
+def test_write_failure_midway_leaves_no_partial_file(engine_path):
+    """The reader goes away after 64 KiB (EPIPE mid-write): an EngineFileError, nothing left."""
+    before = engine_path.read_bytes()
+    src = make_engine()
+    filler = np.random.default_rng(8).standard_normal(1 << 21).astype(np.float32)
+    big = dataclasses.replace(src, tensors={"filler": filler, **src.tensors})
+    partial = engine_path.with_name(engine_path.name + ".partial")
+    os.mkfifo(partial)
+
+    def reader():
+        with open(partial, "rb") as f:
+            f.read(1 << 16)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    with pytest.raises(EngineFileError, match=f"cannot write engine file {engine_path}: Broken pipe"):
+        save_engine(engine_path, big)
+    thread.join(30)
+    assert not partial.exists() and engine_path.read_bytes() == before
+
+
+def test_a_directory_in_the_way_is_left_alone(engine_path):
+    partial = engine_path.with_name(engine_path.name + ".partial")
+    partial.mkdir()
+    with pytest.raises(EngineFileError, match="cannot write engine file"):
+        save_engine(engine_path, make_engine())
+    assert partial.is_dir()
 
 
 def test_failed_write_leaves_old_file(tmp_path, engine_path):

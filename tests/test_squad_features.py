@@ -12,7 +12,8 @@ import pytest
 
 from helpers.errors import UserError
 from helpers.squad_features import (FeatureConfig, _check_is_max_context, _doc_spans, convert_examples_to_features,
-                                    example_from_text, read_squad_examples, split_doc, stack_features)
+                                    example_from_text, examples_from_text, read_squad_examples, split_doc,
+                                    stack_features)
 from helpers.tokenization import load_tokenizer
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -37,12 +38,15 @@ def test_feature_config_validation():
     FeatureConfig(max_seq_length=8, doc_stride=1, max_query_length=4)
     with pytest.raises(UserError, match="no room for the passage"):
         FeatureConfig(max_seq_length=64, doc_stride=16, max_query_length=64)
-    with pytest.raises(UserError, match="doc_stride 200 is larger than the 61"):
+    # Messages name the field (the notebook) and the option (the command lines).
+    with pytest.raises(UserError, match=r"doc_stride \(--doc-stride\) 200 is larger than the 61.*--doc-stride <= 61"):
         FeatureConfig(max_seq_length=128, doc_stride=200, max_query_length=64)
-    with pytest.raises(UserError, match="positive integer"):
+    with pytest.raises(UserError, match=r"^max_seq_length \(-s\) must be a positive integer, got 0$"):
         FeatureConfig(max_seq_length=0)
-    with pytest.raises(UserError, match="positive integer"):
+    with pytest.raises(UserError, match=r"doc_stride \(--doc-stride\) must be a positive integer, got 1.5"):
         FeatureConfig(doc_stride=1.5)
+    with pytest.raises(UserError, match=r"max_query_length \(--max-query-length\) must be a positive integer"):
+        FeatureConfig(max_query_length=-1)
 
 
 def test_split_doc_uses_run_squads_whitespace():
@@ -50,8 +54,9 @@ def test_split_doc_uses_run_squads_whitespace():
     words, offsets = split_doc(text)
     # U+202F is run_squad whitespace; U+00A0 is not (it stays inside a word).
     assert words == ("The", "cat", "sat", "down\u00a0x")
-    assert offsets == (-1, -1, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3)
-    assert len(offsets) == len(text)
+    assert offsets.tolist() == [-1, -1, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3]
+    assert len(offsets) == len(text) and not offsets.flags.writeable  # shared by the questions
+    assert split_doc("")[1].shape == (0,) and split_doc("  ")[1].tolist() == [-1, -1]
 
 
 def test_example_from_text_rejects_empty_input():
@@ -63,6 +68,16 @@ def test_example_from_text_rejects_empty_input():
             example_from_text("Some text.", question)
     ex = example_from_text(" Paris is\nin France. ", "Where is Paris?", qas_id="q1")
     assert ex.doc_tokens == ("Paris", "is", "in", "France.") and ex.qas_id == "q1"
+
+
+def test_examples_from_text_share_one_split():
+    # A long passage is split once for all its questions (the split was per question: GBs at 20 MB).
+    a, b = examples_from_text("Paris is in France.", ["Where is Paris?", "What is in France?"])
+    assert (a.qas_id, b.qas_id) == ("0", "1") and a.doc_tokens is b.doc_tokens
+    assert a.char_to_word_offset is b.char_to_word_offset
+    assert a == example_from_text("Paris is in France.", "Where is Paris?")  # equal by value, offsets aside
+    with pytest.raises(UserError, match="question is empty"):
+        examples_from_text("Paris is in France.", ["Where?", " "])
 
 
 # ---------------------------------------------------------------- windows
@@ -90,6 +105,21 @@ def test_windows_max_context_and_padding_by_hand(tok):
         for pos, word in f.token_to_orig_map.items():
             assert f.tokens[pos] == string.ascii_lowercase[word]
             assert f.token_is_max_context[pos] == (best[word] == f.doc_span_index)
+
+
+def test_window_maps_behave_as_dicts(tok):
+    # The per-window maps are views of passage-wide arrays (a dict per window took ~6 KB); they
+    # must answer as the dicts did, for the post-processing and for notebook users.
+    cfg = FeatureConfig(max_seq_length=12, doc_stride=3, max_query_length=4)
+    f = convert_examples_to_features([example_from_text(LETTERS, "where?")], tok, cfg)[1]
+    assert dict(f.token_to_orig_map) == {4 + i: 3 + i for i in range(7)}
+    assert dict(f.token_is_max_context) == {4: False, 5: False, 6: True, 7: True, 8: True, 9: False, 10: False}
+    assert f.token_to_orig_map == {4 + i: 3 + i for i in range(7)} and len(f.token_to_orig_map) == 7
+    assert 4 in f.token_to_orig_map and 3 not in f.token_to_orig_map and 11 not in f.token_to_orig_map
+    assert "4" not in f.token_to_orig_map and f.token_is_max_context.get(0, False) is False
+    assert type(f.token_to_orig_map[4]) is int and type(f.token_is_max_context[6]) is bool
+    with pytest.raises(KeyError):
+        f.token_to_orig_map[11]
 
 
 def test_query_is_truncated_and_window_shrinks_to_fit(tok):
@@ -319,3 +349,50 @@ def test_duplicate_vocabulary_entries_use_the_later_id():
 def test_stack_features_empty():
     out = stack_features([])
     assert set(out) == {"input_ids", "segment_ids", "input_mask"} and out["input_ids"].shape[0] == 0
+
+
+def _squad(*qas, context="The tower was built in 1889.", title="Eiffel"):
+    return {"data": [{"title": title, "paragraphs": [{"context": context, "qas": list(qas)}]}]}
+
+
+def test_duplicate_question_ids_are_refused():
+    # Predictions are keyed by id: the second "a" used to overwrite the first, silently.
+    data = _squad({"id": "a", "question": "When?"}, {"id": "b", "question": "Where?"}, {"id": "a", "question": "Who?"})
+    with pytest.raises(UserError, match=r"question id 'a' of question 2 of paragraph 0 of article 0 \('Eiffel'\) "
+                                        r"is also the id of question 0 of paragraph 0"):
+        read_squad_examples(data, is_training=False)
+    across = {"data": _squad({"id": "a", "question": "When?"})["data"] + _squad({"id": "a", "question": "Who?"},
+                                                                                title="Other")["data"]}
+    with pytest.raises(UserError, match=r"'a' of question 0 of paragraph 0 of article 1 \('Other'\)"):
+        read_squad_examples(across, is_training=False)
+
+
+def test_number_ids_are_refused():
+    # 1 and "1" were both read as "1"; the official evaluator matches predictions by string id.
+    for bad in (1, 1.5):
+        data = _squad({"id": bad, "question": "When?"}, {"id": "x", "question": "Who?"})
+        with pytest.raises(UserError, match=rf"id of question 0 .* is the number {bad}; SQuAD ids are strings"):
+            read_squad_examples(data, is_training=False)
+    with pytest.raises(UserError, match="field 'id' .* should be a str, not list"):
+        read_squad_examples(_squad({"id": ["a"], "question": "When?"}), is_training=False)
+
+
+def test_impossible_questions_read_as_v1_warn(capsys):
+    data = _squad({"id": "a", "question": "When?", "answers": [], "is_impossible": True},
+                  {"id": "b", "question": "Who?", "answers": [{"text": "1889", "answer_start": 23}]})
+    examples = read_squad_examples(data, is_training=False)
+    err = capsys.readouterr().err
+    assert not any(e.is_impossible for e in examples)
+    assert err.count("\n") == 1 and err.startswith("warning: SQuAD data marks 1 questions is_impossible")
+    assert "--version-2-with-negative" in err
+    examples = read_squad_examples(data, is_training=False, version_2_with_negative=True)
+    assert [e.is_impossible for e in examples] == [True, False] and capsys.readouterr().err == ""
+    read_squad_examples(_squad({"id": "b", "question": "Who?"}), is_training=False)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.skipif(not (SHARED / "squad" / "dev-v2.0-half.json").is_file(), reason="SQuAD v2.0 dev half absent")
+def test_v2_dev_file_read_as_v1_warns_once(capsys):
+    read_squad_examples(SHARED / "squad" / "dev-v2.0-half.json", is_training=False)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "marks 3168 questions is_impossible" in err[0]

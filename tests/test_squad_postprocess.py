@@ -16,7 +16,7 @@ import pytest
 from helpers.errors import UserError
 from helpers.squad_features import (FeatureConfig, convert_examples_to_features, example_from_text,
                                     read_squad_examples)
-from helpers.squad_postprocess import get_final_text, get_predictions
+from helpers.squad_postprocess import check_options, get_final_text, get_predictions
 from helpers.tokenization import load_tokenizer
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -69,6 +69,12 @@ def logits_for(features, marks: dict[int, dict[str, dict[int, float]]]):
     ("baz", "foo\u200bbar baz", True, "foo\u200bbar baz"),       # lengths differ after cleaning
     ("paris", "Paris.\u00a0Really.", True, "Paris.\u00a0Really."),  # NBSP is no " ": no alignment
     ("istanbul", "İstanbul!", True, "İstanbul"),
+    # Characters BERT drops never start or end an answer, even where the whole words are kept.
+    ("the eiffel tower", "\ufeffThe Eiffel Tower", True, "The Eiffel Tower"),
+    ("1889", "1889.\x00", True, "1889."),
+    ("paris", "\u200bParis\u200e", True, "Paris"),
+    ("baz", "foo\u200bbar baz\x01", True, "foo\u200bbar baz"),
+    ("cafe", "cafe\u0301\u200b", True, "cafe\u0301"),   # a combining accent stays with its letter
 ])
 def test_get_final_text(pred, orig, lower, want):
     assert get_final_text(pred, orig, lower) == want
@@ -103,6 +109,41 @@ def test_character_offsets_slice_the_passage(tok, first, last, prediction, slice
     assert d["score"] == 20.0
     for n in d["nbest"]:  # every n-best entry slices too
         assert PASSAGE[n["start"]:n["end"]] == n["text"]
+
+
+@pytest.mark.parametrize("passage, first, last, want", [
+    ("\ufeffThe Eiffel Tower was built in 1889.", "the", "tower", "The Eiffel Tower"),  # a BOM at the start
+    ("The tower was built in 1889.\x00 in Paris", "1889", "1889", "1889."),
+    ("The tower was built in\u200b \x01\u200b1889\u200e", "1889", "1889", "1889"),
+    # (inside the kept words they stay: run_squad keeps whole words where clean-up changed the length)
+])
+def test_dropped_characters_stay_out_of_answers(tok, passage, first, last, want):
+    # Offsets refer to the passage as given: passage[start:end] is the answer, without the stray characters.
+    ex, f = _one_window(tok, passage, "When was it built?")
+    s = f.tokens.index(first, f.tokens.index("[SEP]"))
+    e = f.tokens.index(last, s)
+    preds, details = get_predictions([ex], [f], logits_for([f], {f.unique_id: {"start": {s: 10}, "end": {e: 10}}}))
+    d = details[ex.qas_id]
+    assert preds[ex.qas_id] == d["text"] == want == passage[d["start"]:d["end"]]
+    for n in d["nbest"]:
+        assert n["text"] == passage[n["start"]:n["end"]] and n["text"] == n["text"].strip("\ufeff\x00\x01\u200b\u200e")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"n_best_size": 0}, r"^n_best_size \(--n-best-size\) must be a positive integer, got 0$"),
+    ({"n_best_size": 2.5}, r"n_best_size \(--n-best-size\) must be a positive integer, got 2.5"),
+    ({"max_answer_length": 0}, r"^max_answer_length \(--max-answer-length\) must be a positive integer, got 0$"),
+    ({"null_score_diff_threshold": math.inf}, r"null_score_diff_threshold \(--null-score-diff-threshold\) must be a "
+                                              r"finite number, got inf"),
+    ({"null_score_diff_threshold": -math.inf}, "finite number, got -inf"),
+    ({"null_score_diff_threshold": math.nan}, "finite number, got nan"),
+])
+def test_options_are_checked_with_their_flags(tok, kwargs, message):
+    ex, f = _one_window(tok, "a b c", "q?")
+    with pytest.raises(UserError, match=message):
+        get_predictions([ex], [f], logits_for([f], {}), **kwargs)
+    with pytest.raises(UserError, match=message):
+        check_options(**{"n_best_size": 20, "max_answer_length": 30, "null_score_diff_threshold": 0.0, **kwargs})
 
 
 # ---------------------------------------------------------------- n-best

@@ -222,3 +222,17 @@ def test_load_tokenizer_rejects_non_bert_vocab():
         load_tokenizer(["a", "b", "[CLS]", "[SEP]"])
     with pytest.raises(UserError, match="empty"):
         load_tokenizer([])
+
+
+@pytest.mark.skipif(not vocab_path("cased").is_file(), reason=f"shared data not found at {SHARED}")
+def test_dropped_by_bert_matches_the_reference_clean_up():
+    """The characters trimmed from answers' ends are those BERT's BasicTokenizer leaves nothing of."""
+    from helpers.tokenization import dropped_by_bert
+
+    ref = _slow_tokenizer(vocab_path("cased"), False).basic_tokenizer
+    # Controls, format characters (zero-width, BOM, LRM, soft hyphen), U+FFFD, private use, whitespace;
+    # then characters that stay: letters, punctuation, a combining accent (it belongs to its letter).
+    dropped = "\x00\x01\x7f\x85\u200b\u200e\ufeff\u00ad\ufffd\ue000\u00a0\u3000\t\n "
+    kept = "a.\u0301é中\u2019Σ1"
+    for ch in dropped + kept:
+        assert dropped_by_bert(ch) == (ref.tokenize(ch) == []) == (ch in dropped), repr(ch)
