@@ -81,38 +81,16 @@ def cuda_only_options(args) -> str:
                     if v is not None)
 
 
-# What the checkpoint loaders may read from a checkpoint's folder (--hf DIR, -c DIR, the folder of
-# -m/-x): configs, tokenizer settings and shard indexes (.json), vocab.txt, weights (.safetensors,
-# .bin). An existing file of these kinds there is an input; other files (an engine built there
-# before) may be overwritten. TensorFlow checkpoints are PREFIX.index and PREFIX.data-*.
-CHECKPOINT_SUFFIXES = (".json", ".txt", ".safetensors", ".bin")
-
-
-def checkpoint_inputs(args) -> list[tuple[Path, str]]:
-    """The files this build reads, (path, "the ..."), so that no output overwrites one."""
-    files = [(Path(p), f"the {opt} file") for opt, p in (("-x/--onnx", args.onnx), ("--megatron", args.megatron),
-                                                         ("-v/--vocab-file", args.vocab_file)) if p]
-    folders = [(Path(d), opt) for opt, d in (("--hf", args.hf), ("-c/--config-dir", args.config_dir)) if d]
-    folders += [(Path(p).parent, opt) for opt, p in (("-m/--ckpt", args.ckpt), ("-x/--onnx", args.onnx)) if p]
-    for folder, opt in folders:
-        if folder.is_dir():
-            files += [(f, f"a file of the {opt} checkpoint") for f in folder.iterdir()
-                      if f.suffix in CHECKPOINT_SUFFIXES and f.is_file()]
-    if args.ckpt:
-        prefix = Path(args.ckpt.removesuffix(".index"))
-        files += [(f, "a file of the -m/--ckpt checkpoint") for f in prefix.parent.glob(prefix.name + ".*")
-                  if f.suffix == ".index" or ".data-" in f.name]
-    return files
-
-
 def main(argv=None, varseqlen: bool = False) -> int:
     args = parse_args(argv, varseqlen)
-    from helpers.build import build_engine, default_backend, load_checkpoint, profiles_from
+    from helpers.build import build_engine, checkpoint_files, default_backend, load_checkpoint, profiles_from
     from helpers.engine_file import save_engine
     from helpers.errors import check_outputs, replacing
 
     check_outputs([(args.output, "engine file"), (args.onnx_out, "ONNX file"),
-                   (args.timing_cache_file, "timing cache file")], checkpoint_inputs(args))
+                   (args.timing_cache_file, "timing cache file")],
+                  checkpoint_files(args.hf, args.ckpt, args.onnx, args.megatron, args.config_dir,
+                                   args.vocab_file))
     backend = (args.backend or default_backend()) if args.output else None  # no GPU probe for ONNX only
     if cuda_only_options(args) and backend != "cuda":
         print(f"warning: -w/-tcf apply to the cuda backend's engine build (-o); {cuda_only_options(args)} "

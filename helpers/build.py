@@ -94,6 +94,32 @@ def _casing_from(*dirs) -> bool:
                     "pass --uncased or --cased")
 
 
+# What the checkpoint loaders may read from a checkpoint's folder (--hf DIR, -c DIR, the folder of
+# -m/-x): configs, tokenizer settings and shard indexes (.json), vocab.txt, weights (.safetensors,
+# .bin). An existing file of these kinds there is an input; other files (an engine built there
+# before) may be overwritten. TensorFlow checkpoints are PREFIX.index and PREFIX.data-*.
+CHECKPOINT_SUFFIXES = (".json", ".txt", ".safetensors", ".bin")
+
+
+def checkpoint_files(hf=None, ckpt=None, onnx=None, megatron=None, config_dir=None,
+                     vocab=None) -> list[tuple[Path, str]]:
+    """The files load_checkpoint may read for these options, (path, "the ..."), so that no output of
+    the build overwrites one."""
+    files = [(Path(p), f"the {opt} file") for opt, p in (("-x/--onnx", onnx), ("--megatron", megatron),
+                                                         ("-v/--vocab-file", vocab)) if p]
+    folders = [(Path(d), opt) for opt, d in (("--hf", hf), ("-c/--config-dir", config_dir)) if d]
+    folders += [(Path(p).parent, opt) for opt, p in (("-m/--ckpt", ckpt), ("-x/--onnx", onnx)) if p]
+    for folder, opt in folders:
+        if folder.is_dir():
+            files += [(f, f"a file of the {opt} checkpoint") for f in folder.iterdir()
+                      if f.suffix in CHECKPOINT_SUFFIXES and f.is_file()]
+    if ckpt:
+        prefix = Path(ckpt.removesuffix(".index"))
+        files += [(f, "a file of the -m/--ckpt checkpoint") for f in prefix.parent.glob(prefix.name + ".*")
+                  if f.suffix == ".index" or ".data-" in f.name]
+    return files
+
+
 def profiles_from(batch_sizes: list[int], seq_lengths: list[int], max_position: int) -> list[Profile]:
     """One profile per (batch, sequence length), as demoBERT's -b/-s pairs."""
     for b in batch_sizes:

@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from helpers.config import BertConfig
-from helpers.errors import CheckpointError, EngineFileError
+from helpers.errors import CheckpointError, EngineFileError, replacing
 from helpers.network import Network, weight_shapes
-from helpers.weights import _names as name_list
+from helpers.weights import name_list
 
 MAGIC = b"BQAENGN\0"
 FORMAT_VERSION = 1
@@ -143,30 +143,15 @@ def save_engine(path: str | Path, engine: Engine) -> None:
         crc = zlib.crc32(memoryview(arr).cast("B"), crc)
         crc = zlib.crc32(b"\0" * pad, crc)
     pre = PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(hbytes), offset, zlib.crc32(hbytes), crc)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        f = open(tmp, "wb")
-    except OSError as exc:  # nothing created, so nothing to remove (tmp may be someone's directory)
-        raise _cannot_write(path, exc) from None
-    try:
-        with f:
-            f.write(pre)
-            f.write(hbytes)
-            f.write(b"\0" * _pad(len(pre) + len(hbytes)))
-            for arr, pad in blobs:
-                f.write(memoryview(arr).cast("B"))
-                f.write(b"\0" * pad)
-        tmp.replace(path)
-    except BaseException as exc:  # KeyboardInterrupt too: never leave a .partial file behind
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise _cannot_write(path, exc) from None
-        raise
-
-
-def _cannot_write(path: Path, exc: OSError) -> EngineFileError:
-    return EngineFileError(f"cannot write engine file {path}: {exc.strerror or exc}")
+    # Through helpers.errors.replacing: a failed or interrupted write (full disk, Ctrl-C) never
+    # leaves a cut-off engine where a good one was, nor a temporary file behind.
+    with replacing(path, "engine file") as tmp, open(tmp, "wb") as f:
+        f.write(pre)
+        f.write(hbytes)
+        f.write(b"\0" * _pad(len(pre) + len(hbytes)))
+        for arr, pad in blobs:
+            f.write(memoryview(arr).cast("B"))
+            f.write(b"\0" * pad)
 
 
 def load_engine(path: str | Path, backend: str | None = None, tensors: bool = True) -> Engine:

@@ -74,11 +74,11 @@ def check_weights(cfg: BertConfig, weights: Weights, source: str = "checkpoint")
              for n in shapes if n in weights and tuple(weights[n].shape) != shapes[n]]
     problems = []
     if missing:
-        problems.append("missing " + _names(missing))
+        problems.append("missing " + name_list(missing))
     if unexpected:
-        problems.append("unexpected " + _names(unexpected))
+        problems.append("unexpected " + name_list(unexpected))
     if wrong:
-        problems.append("shape mismatch " + _names(wrong))
+        problems.append("shape mismatch " + name_list(wrong))
     if problems:
         raise CheckpointError(f"{source} does not match its BERT config: " + "; ".join(problems))
     return {n: np.ascontiguousarray(weights[n], dtype=np.float32) for n in shapes}
@@ -106,6 +106,6 @@ def random_weights(cfg: BertConfig, seed: int = 0, scale: float = 0.02) -> Weigh
     return out
 
 
-def _names(items: list[str], limit: int = 6) -> str:
+def name_list(items: list[str], limit: int = 6) -> str:
     more = f" and {len(items) - limit} more" if len(items) > limit else ""
     return ", ".join(items[:limit]) + more

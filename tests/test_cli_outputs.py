@@ -14,24 +14,11 @@ import sys
 
 import pytest
 
-from model_fixtures import REPO, save_random_hf_model
-from test_cli import assert_user_error, run
+from model_fixtures import REPO
+from test_cli import assert_user_error, engine, model_dir, run  # noqa: F401 - the same fixtures
 
 PASSAGE = "Paris is the capital of France. The Eiffel tower was built in 1889."
 SMALL = ("-s", "64", "--max-query-length", "16")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_random_hf_model(tmp_path_factory.mktemp("outputs") / "model")
-
-
-@pytest.fixture(scope="module")
-def engine(model_dir, tmp_path_factory):
-    path = tmp_path_factory.mktemp("eng") / "small.engine"
-    run("builder.py", "--hf", model_dir, "-o", path, "-b", "1", "-b", "4", "-s", "64", "-s", "128",
-        "--backend", "onnxruntime")
-    return path
 
 
 @pytest.fixture()

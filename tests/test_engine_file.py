@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
+import resource
 import signal
 import struct
-import threading
 import zlib
 
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 
 from helpers.config import BertConfig
 from helpers.engine_file import ALIGN, PREAMBLE, Engine, Profile, load_engine, save_engine
-from helpers.errors import EngineFileError
+from helpers.errors import EngineFileError, UserError, replacing
 from helpers.network import build_network, network_weights
 from helpers.weights import random_weights
 
@@ -214,59 +213,38 @@ def test_wrong_backend_is_named_before_inconsistencies(tmp_path):
         load_engine(path, backend="onnxruntime")
 
 
+def leftovers(folder) -> list[str]:
+    """Temporary files or folders of a write (helpers.errors.replacing names them .NAME.*.partial)."""
+    return [p.name for p in folder.iterdir() if p.name.endswith(".partial")]
+
+
 def test_interrupted_write_leaves_no_partial_file(engine_path):
-    """Ctrl-C in the middle of writing: a reader on a FIFO at the .partial path takes 64 KiB of the
-    engine, then interrupts the writing (main) thread, as the terminal's SIGINT would."""
+    """Ctrl-C while the new content is being written: the old engine stays, nothing is left."""
     before = engine_path.read_bytes()
-    src = make_engine()
-    filler = np.random.default_rng(7).standard_normal(1 << 21).astype(np.float32)  # 8 MiB
-    big = dataclasses.replace(src, tensors={"filler": filler, **src.tensors})
-    partial = engine_path.with_name(engine_path.name + ".partial")
-    os.mkfifo(partial)
-    main = threading.get_ident()
-
-    def reader():
-        with open(partial, "rb") as f:
-            f.read(1 << 16)
-            signal.pthread_kill(main, signal.SIGINT)
-            while f.read(1 << 16):  # keep draining so the writer's close does not block
-                pass
-
-    thread = threading.Thread(target=reader)
-    thread.start()
     with pytest.raises(KeyboardInterrupt):
-        save_engine(engine_path, big)
-    thread.join(30)
-    assert not partial.exists() and engine_path.read_bytes() == before
+        with replacing(engine_path, "engine file") as tmp:
+            tmp.write_bytes(b"half an engine")
+            raise KeyboardInterrupt
+    assert engine_path.read_bytes() == before and not leftovers(engine_path.parent)
 
 
 def test_write_failure_midway_leaves_no_partial_file(engine_path):
-    """The reader goes away after 64 KiB (EPIPE mid-write): an EngineFileError, nothing left."""
+    """The file size limit hit after 1 MiB of an 8 MiB engine (EFBIG mid-write, as a full disk):
+    one-line error naming the engine path, the old file intact, nothing left behind."""
     before = engine_path.read_bytes()
     src = make_engine()
-    filler = np.random.default_rng(8).standard_normal(1 << 21).astype(np.float32)
+    filler = np.random.default_rng(8).standard_normal(1 << 21).astype(np.float32)  # 8 MiB
     big = dataclasses.replace(src, tensors={"filler": filler, **src.tensors})
-    partial = engine_path.with_name(engine_path.name + ".partial")
-    os.mkfifo(partial)
-
-    def reader():
-        with open(partial, "rb") as f:
-            f.read(1 << 16)
-
-    thread = threading.Thread(target=reader)
-    thread.start()
-    with pytest.raises(EngineFileError, match=f"cannot write engine file {engine_path}: Broken pipe"):
-        save_engine(engine_path, big)
-    thread.join(30)
-    assert not partial.exists() and engine_path.read_bytes() == before
-
-
-def test_a_directory_in_the_way_is_left_alone(engine_path):
-    partial = engine_path.with_name(engine_path.name + ".partial")
-    partial.mkdir()
-    with pytest.raises(EngineFileError, match="cannot write engine file"):
-        save_engine(engine_path, make_engine())
-    assert partial.is_dir()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, hard))
+    try:
+        with pytest.raises(UserError, match=f"cannot write engine file {engine_path}: File too large"):
+            save_engine(engine_path, big)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert engine_path.read_bytes() == before and not leftovers(engine_path.parent)
 
 
 def test_failed_write_leaves_old_file(tmp_path, engine_path):
