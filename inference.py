@@ -75,7 +75,7 @@ def read_text(path: str, what: str) -> str:
 def main(argv=None, native: bool = False) -> int:
     """native: inference_c.py, which runs cuda engines through the C++ runtime only."""
     args = parse_args(argv)
-    from helpers.errors import check_outputs
+    from helpers.errors import UserError, check_outputs
     from helpers.qa import Answerer, QAConfig
     from helpers.runtime import open_engine
 
@@ -83,6 +83,9 @@ def main(argv=None, native: bool = False) -> int:
                   [(args.engine, "the engine file"), (args.squad_json, "the SQuAD file"),
                    (args.vocab_file, "the vocabulary file")])
 
+    if native and args.backend == "onnxruntime":
+        raise UserError("inference_c.py runs cuda engines through the C++ runtime: for ONNX Runtime use "
+                        "inference.py --backend onnxruntime")
     if args.engine:
         engine_path = args.engine
     else:
@@ -91,7 +94,6 @@ def main(argv=None, native: bool = False) -> int:
         engine_path = default_engine_path("cuda" if native else args.backend, verbose=not args.json)
     if native:
         from helpers.engine_file import load_engine
-        from helpers.errors import UserError
 
         backend = load_engine(engine_path, tensors=False).backend
         if backend != "cuda":
@@ -115,8 +117,6 @@ def main(argv=None, native: bool = False) -> int:
     if args.question_file:
         from_file = [q for q in read_text(args.question_file, "question").splitlines() if q.strip()]
         if not from_file:
-            from helpers.errors import UserError
-
             source = "standard input" if args.question_file == "-" else f"question file {args.question_file}"
             raise UserError(f"{source} holds no questions: give one question per line")
         questions += from_file

@@ -169,3 +169,5 @@ def test_perf_runs(engine, tmp_path):
 def test_inference_c_refuses_cpu_engines(engine):
     assert_user_error(run("inference_c.py", "-e", engine, "-s", "64", "--max-query-length", "16",
                           "-p", "Some text.", "-q", "what?", check=False), "inference_c.py runs cuda engines")
+    assert_user_error(run("inference_c.py", "--backend", "onnxruntime", "-p", "Some text.", "-q", "what?",
+                          check=False), "for ONNX Runtime use inference.py --backend onnxruntime")
