@@ -105,7 +105,8 @@ def _check_backend_here(backend: str) -> None:
     else:
         ok, why = cuda_backend.available()
     if not ok:
-        raise UserError(f"cannot build the default model's cuda engine here: {why}")
+        raise UserError(f"cannot build the default model's cuda engine here: {why}; "
+                        "or answer on the CPU with --backend onnxruntime")
 
 
 def _check_cache_writable(directory: Path) -> None:
