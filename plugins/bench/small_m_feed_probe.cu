@@ -25,6 +25,10 @@
 // host's XOR of the same X and W regions (fresh random inputs; XOR does not depend on the swizzle's
 // order), and the L4 output against the values the kernel derives from that XOR (poisoned first).
 //
+// Result (eighteenth session, H100; BENCHMARKS.md "A batch-1 product's data path alone"): the best L4
+// is at or over cuBLASLt's whole product in six of the eight BERT B=1 shapes, with 0.3-1.9 us of
+// room in the other two (before split-K's reduction): no room for a batch-1 product of our own.
+//
 // Build and run (on the GPU machine; the tuner's gemm.cpp and what it calls are compiled in, no
 // engine build needed): bash scripts/small_m_feed_probe.sh
 #include <cuda_fp16.h>
