@@ -4,6 +4,11 @@ Anything a user can cause (a wrong file, bad input, a shape the engine was not
 built for) raises UserError with a one-line message that says what to do next.
 The command-line front-ends print it as ``error: <message>`` and exit with
 status 2; they never show a traceback for it.
+
+The user's files are read and written here too, so that their failures become such
+messages in one place: read_utf8 / read_json, check_outputs (before any work: writable,
+and never one of the run's inputs), replacing / write_file_atomic (a failed write keeps
+the old file).
 """
 from __future__ import annotations
 
