@@ -131,11 +131,17 @@ class Answerer:
                    "postprocess_ms": 1e3 * (time.perf_counter() - t2), "num_features": len(features)}
         return predictions, details, timings
 
-    def answer(self, passage: str, questions: Sequence[str],
+    def answer(self, passage: str, questions: str | Sequence[str],
                progress_factory: ProgressFactory | None = None) -> list[dict]:
         """One dict per question: question, answer, score, probability, start, end, timings.
+        questions: a list of questions, or one question as a string.
 
         progress_factory, as predict's, gets the number of windows (a long passage has thousands)."""
+        if isinstance(questions, str):  # one question, not a sequence of one-character questions
+            questions = [questions]
+        if not isinstance(passage, str) or not all(isinstance(q, str) for q in questions):
+            raise TypeError("answer(passage, questions) takes a passage string and question strings, got "
+                            f"{type(passage).__name__} and {[type(q).__name__ for q in questions]}")
         examples = examples_from_text(passage, questions)  # one split of the passage, shared
         self._check_readable(questions)
         t0 = time.perf_counter()

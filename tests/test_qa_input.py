@@ -186,3 +186,15 @@ def test_long_passage_memory_stays_small(answerer):
     for r in results:
         assert r["answer"] == passage[r["start"]:r["end"]]
     assert peak / n < 12_000, f"{peak / 1e6:.0f} MB traced for {n} windows"
+
+
+def test_one_question_as_a_string(answerer):
+    """A string is one question (not one question per character); other types are a TypeError."""
+    passage = "The tower was built in 1889 in Paris."
+    one = answerer.answer(passage, "When was the tower built?")
+    assert len(one) == 1 and one[0]["question"] == "When was the tower built?"
+    assert one[0]["answer"] == answerer.answer(passage, ["When was the tower built?"])[0]["answer"]
+    with pytest.raises(TypeError, match="question strings"):
+        answerer.answer(passage, [None])
+    with pytest.raises(TypeError, match="passage string"):
+        answerer.answer(None, ["When?"])
