@@ -162,6 +162,8 @@ def load_engine(path: str | Path, backend: str | None = None, tensors: bool = Tr
     in the header is checked against the config either way.
     """
     path = Path(path)
+    if backend is not None and backend not in BACKENDS:  # a caller's typo, not the file's fault
+        raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     data, size = _read(path, tensors)
     where = f"{path} is not a usable engine file"
     hbytes, view, dsize = _verified_parts(data, size, tensors, where)

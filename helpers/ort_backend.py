@@ -14,6 +14,7 @@ from helpers.config import BertConfig
 from helpers.engine_file import Engine, Profile
 from helpers.errors import UserError
 from helpers.network import build_network, network_weights
+from helpers.packing import lengths_from_mask
 from helpers.onnx_export import to_onnx
 from helpers.weights import Weights
 
@@ -63,23 +64,24 @@ class OrtRunner:
 
 def check_inputs(engine: Engine, input_ids, segment_ids, input_mask) -> dict[str, np.ndarray]:
     """Validate a batch against the engine (shapes, profiles, id ranges); int32 arrays by name."""
-    arrays = {}
+    given = {}
     for name, a in (("input_ids", input_ids), ("segment_ids", segment_ids), ("input_mask", input_mask)):
         a = np.asarray(a)
         if a.ndim != 2 or not np.issubdtype(a.dtype, np.integer):
             raise UserError(f"{name} must be an integer array [batch, seq], got {a.dtype} {a.shape}")
-        arrays[name] = np.ascontiguousarray(a, dtype=np.int32)
-    shapes = {a.shape for a in arrays.values()}
+        given[name] = a
+    shapes = {a.shape for a in given.values()}
     if len(shapes) != 1:
         raise UserError(f"input_ids, segment_ids and input_mask differ in shape: {sorted(shapes)}")
-    batch, seq = arrays["input_ids"].shape
+    batch, seq = given["input_ids"].shape
     engine.profile_for(batch, seq, shorter_seq=True)
     cfg = engine.config
-    ids, seg, mask = arrays["input_ids"], arrays["segment_ids"], arrays["input_mask"]
+    # Ranges on the arrays as given, before int32: a conversion would wrap 2**33 + 101 to 101.
+    ids, seg = given["input_ids"], given["segment_ids"]
     if ids.size and (ids.min() < 0 or ids.max() >= cfg.vocab_size):
         raise UserError(f"token ids must lie in [0, {cfg.vocab_size}); got {ids.min()}..{ids.max()}")
     if seg.size and (seg.min() < 0 or seg.max() >= cfg.type_vocab_size):
         raise UserError(f"segment ids must lie in [0, {cfg.type_vocab_size}); got {seg.min()}..{seg.max()}")
-    if mask.size and (mask.min() < 0 or mask.max() > 1):
-        raise UserError("input_mask must hold only 0 and 1")
-    return arrays
+    # A prefix mask (ones, then padding), at least one token a row: what the cuda engines require.
+    lengths_from_mask(given["input_mask"])
+    return {name: np.ascontiguousarray(a, dtype=np.int32) for name, a in given.items()}

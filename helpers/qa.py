@@ -10,8 +10,8 @@ import numpy as np
 
 from helpers.errors import UserError
 from helpers.packing import PAD_LOGIT, plan_batches
-from helpers.squad_features import (FeatureConfig, convert_examples_to_features, examples_from_text,
-                                    stack_features)
+from helpers.squad_features import (FeatureConfig, check_positive_int, convert_examples_to_features,
+                                    examples_from_text, stack_features)
 from helpers.squad_postprocess import check_options, get_predictions
 from helpers.tokenization import load_tokenizer
 
@@ -34,6 +34,16 @@ class QAConfig:
         # Here, not after inference: a bad option fails before minutes of work. max_seq_length,
         # doc_stride and max_query_length are checked by FeatureConfig, in Answerer.__init__.
         check_options(self.n_best_size, self.max_answer_length, self.null_score_diff_threshold)
+        # The window sizes again in FeatureConfig with the passage room; here their types, so that a
+        # typo ("384", 2.5, True) is named here, not met as a comparison error or a profile miss.
+        for name, flag, optional in (("max_seq_length", "-s", False), ("doc_stride", "--doc-stride", True),
+                                     ("max_query_length", "--max-query-length", False),
+                                     ("batch_size", "-b", True)):
+            if not (optional and getattr(self, name) is None):
+                check_positive_int(getattr(self, name), name, flag)
+        if not isinstance(self.version_2_with_negative, bool):
+            raise UserError("version_2_with_negative (--version-2-with-negative) must be True or False, "
+                            f"got {self.version_2_with_negative!r}")
 
 
 class Answerer:
@@ -137,8 +147,11 @@ class Answerer:
         questions: a list of questions, or one question as a string.
 
         progress_factory, as predict's, gets the number of windows (a long passage has thousands)."""
-        if isinstance(questions, str):  # one question, not a sequence of one-character questions
-            questions = [questions]
+        # One string is one question, not a sequence of one-character questions; a generator is
+        # read once, here, as a list.
+        questions = [questions] if isinstance(questions, str) else list(questions)
+        if not questions:
+            return []
         if not isinstance(passage, str) or not all(isinstance(q, str) for q in questions):
             raise TypeError("answer(passage, questions) takes a passage string and question strings, got "
                             f"{type(passage).__name__} and {[type(q).__name__ for q in questions]}")

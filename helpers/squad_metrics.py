@@ -249,8 +249,11 @@ def evaluate_v1(dataset: list, predictions: Mapping[str, str],
 
 
 def passes_threshold(f1: float, reference_f1: float, tolerance: float = F1_TOLERANCE) -> bool:
-    """demoBERT's accuracy check: FAILED when f1 < reference - tolerance."""
-    return not f1 < reference_f1 - tolerance
+    """demoBERT's accuracy check: FAILED when f1 < reference - tolerance, or when either is not a
+    number (a NaN compares false with everything, and would pass)."""
+    if not all(math.isfinite(x) for x in (f1, reference_f1, tolerance)):
+        return False
+    return f1 >= reference_f1 - tolerance
 
 
 # --------------------------------------------------------------------------- v2.0

@@ -254,3 +254,8 @@ def test_failed_write_leaves_old_file(tmp_path, engine_path):
     with pytest.raises(ValueError):
         save_engine(engine_path, bad)
     assert engine_path.read_bytes() == before
+
+
+def test_unknown_backend_is_the_callers_mistake(engine_path):
+    with pytest.raises(ValueError, match="unknown backend 'ort': choose one of onnxruntime, cuda"):
+        load_engine(engine_path, backend="ort")

@@ -87,6 +87,15 @@ def test_bad_inputs_are_refused(small_model, tmp_path):
         runner.run(ids, seg + 1, mask)
     with pytest.raises(UserError, match="differ in shape"):
         runner.run(ids, seg[:, :8], mask)
+    with pytest.raises(UserError, match="token ids"):  # int64 ids over 2**32: not wrapped into range
+        runner.run(ids.astype(np.int64) + 2**33, seg, mask)
+    gaps = mask.copy()
+    gaps[0] = 0
+    gaps[0, 1] = 1
+    with pytest.raises(UserError, match="a 1 after padding"):  # as the cuda engines require
+        runner.run(ids, seg, gaps)
+    with pytest.raises(UserError, match="is all zeros"):
+        runner.run(ids, seg, np.zeros_like(mask))
 
 
 def test_fp16_needs_cuda(small_model):

@@ -198,3 +198,23 @@ def test_one_question_as_a_string(answerer):
         answerer.answer(passage, [None])
     with pytest.raises(TypeError, match="passage string"):
         answerer.answer(None, ["When?"])
+
+
+def test_questions_as_a_generator_or_none(answerer):
+    passage = "The tower was built in 1889 in Paris."
+    got = answerer.answer(passage, (q for q in ["When was the tower built?"]))
+    assert len(got) == 1 and got[0]["question"] == "When was the tower built?"
+    assert answerer.answer(passage, []) == []
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"max_seq_length": "384"}, r"max_seq_length \(-s\) must be a positive integer, got '384'"),
+    ({"max_query_length": None}, r"max_query_length \(--max-query-length\)"),
+    ({"batch_size": 2.5}, r"batch_size \(-b\) must be a positive integer, got 2.5"),
+    ({"batch_size": True}, r"batch_size \(-b\)"),
+    ({"doc_stride": "64"}, r"doc_stride \(--doc-stride\)"),
+    ({"version_2_with_negative": "False"}, "must be True or False"),
+])
+def test_qaconfig_checks_types(kwargs, message):
+    with pytest.raises(UserError, match=message):
+        QAConfig(**kwargs)

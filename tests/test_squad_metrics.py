@@ -158,6 +158,8 @@ def test_passes_threshold():
     assert sm.passes_threshold(90.0, 90.5)
     assert sm.passes_threshold(90.0, 90.0)
     assert not sm.passes_threshold(89.99, 90.5)
+    nan = float("nan")
+    assert not sm.passes_threshold(nan, 90.0) and not sm.passes_threshold(90.0, nan)  # never a pass
 
 
 # --------------------------------------------------------------------------- v1.1 CLI
