@@ -130,7 +130,13 @@ def check_packed(input_ids, segment_ids, cu_seqlens, *, vocab_size: int, type_vo
 def plan_batches(lengths, max_batch: int, token_capacity: int) -> list[np.ndarray]:
     """Indices of the rows for each engine call: rows sorted by length (longest first), each batch
     filled with up to max_batch rows and token_capacity tokens."""
-    lengths = np.asarray(lengths, dtype=np.int64)
+    given = np.asarray(lengths)
+    if given.ndim != 1 or (given.size and not np.issubdtype(given.dtype, np.integer)) or (given < 0).any():
+        raise ValueError(f"lengths must be a 1-D sequence of token counts (integers >= 0), got {given!r:.80}")
+    for name, value in (("max_batch", max_batch), ("token_capacity", token_capacity)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    lengths = given.astype(np.int64)
     if (lengths > token_capacity).any():
         raise UserError(f"a sequence of {int(lengths.max())} tokens is over the token capacity {token_capacity}")
     order = np.argsort(-lengths, kind="stable")

@@ -215,6 +215,12 @@ def test_plan_batches():
     with pytest.raises(UserError, match="capacity"):
         packing.plan_batches([800], 4, 768)
     assert packing.plan_batches([], 4, 768) == []
+    for lengths, max_batch, capacity, what in (([1] * 10, 0, 100, "max_batch"), ([1], 2.5, 100, "max_batch"),
+                                               ([1], 4, True, "token_capacity"), ([-5, 3], 8, 100, "lengths"),
+                                               ([2.7, 3.9], 8, 100, "lengths"), ([[1, 2]], 8, 100, "lengths"),
+                                               ("12", 8, 100, "lengths")):
+        with pytest.raises(ValueError, match=what):
+            packing.plan_batches(lengths, max_batch, capacity)
 
 
 # ------------------------------------------------------------------------------------------------
