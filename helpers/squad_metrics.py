@@ -278,6 +278,9 @@ def find_best_thresh(predictions: Mapping[str, str], scores: Mapping[str, float]
     scores holds every question of the dataset (unanswered ones at 0); a
     question without a prediction cannot be switched and counts 0 throughout.
     """
+    if not scores:
+        # the official script divides by zero here; evaluate_v2 refuses an empty dataset first
+        raise ValueError("find_best_thresh needs the scores of one or more questions")
     cur = best = sum(1 for q, h in has_ans.items() if not h and q in predictions)
     best_thresh = 0.0
     for qid in sorted((q for q in na_probs if q in predictions and q in scores),

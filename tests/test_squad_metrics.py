@@ -388,6 +388,10 @@ def test_evaluate_v2_rejects_bad_input():
         sm.evaluate_v2(squad_file([("q", []), ("q", [])])["data"], {"q": ""})
     with pytest.raises(UserError, match="threshold"):
         sm.evaluate_v2(data, SMALL_PREDS, na_prob_thresh=float("nan"))
+    with pytest.raises(UserError, match="no questions"):
+        sm.evaluate_v2([], {})
+    with pytest.raises(ValueError, match="one or more questions"):
+        sm.find_best_thresh({}, {}, {}, {})
 
 
 # --------------------------------------------------------------------------- v2.0 CLI
