@@ -37,13 +37,16 @@ def lengths_from_mask(input_mask) -> np.ndarray:
     mask = np.asarray(input_mask)
     if mask.ndim != 2 or mask.shape[0] < 1 or mask.shape[1] < 1:
         raise UserError(f"input_mask must be a 2-D [batch, seq] array with at least one token, got shape {mask.shape}")
-    if not np.isin(mask, (0, 1)).all():
-        raise UserError("input_mask holds values other than 0 and 1; the mask holds 1 for tokens and 0 for padding")
-    lengths = mask.sum(axis=1, dtype=np.int64)
+    lengths = np.count_nonzero(mask, axis=1).astype(np.int64)
     prefix = np.arange(mask.shape[1])[None, :] < lengths[:, None]
-    bad = np.nonzero((prefix != mask.astype(bool)).any(axis=1))[0]
-    if bad.size:
-        raise UserError(f"input_mask row {int(bad[0])} has a 1 after padding; the mask must be ones then zeros "
+    # One comparison settles the usual case (every value 0 or 1, ones then zeros): it runs on every
+    # engine call, and on [1024, 384] masks the separate checks below cost ~2 ms of the host's time.
+    if not np.array_equal(mask, prefix):
+        if not np.isin(mask, (0, 1)).all():
+            raise UserError("input_mask holds values other than 0 and 1; the mask holds 1 for tokens and 0 for "
+                            "padding")
+        bad = int(np.nonzero((prefix != mask.astype(bool)).any(axis=1))[0][0])
+        raise UserError(f"input_mask row {bad} has a 1 after padding; the mask must be ones then zeros "
                         "(pad at the end)")
     empty = np.nonzero(lengths == 0)[0]
     if empty.size:
@@ -64,7 +67,7 @@ def pack(input_ids, segment_ids, input_mask) -> PackedBatch:
         raise UserError("input_ids, segment_ids and input_mask must be 2-D [batch, seq] arrays of the same shape, "
                         f"got {ids.shape}, {seg.shape} and {mask.shape}")
     lengths = lengths_from_mask(mask)
-    keep = mask.astype(bool)
+    keep = np.arange(mask.shape[1])[None, :] < lengths[:, None]  # the mask, as bools (it is a prefix mask)
     return PackedBatch(np.ascontiguousarray(ids[keep], dtype=np.int32),
                        np.ascontiguousarray(seg[keep], dtype=np.int32),
                        cu_seqlens_from_lengths(lengths), int(lengths.max()))
@@ -79,7 +82,11 @@ def unpack_logits(logits, cu_seqlens, seq: int, fill: float = PAD_LOGIT) -> np.n
         raise UserError(f"packed logits of shape {logits.shape} do not match cu_seqlens ending at {int(cu[-1])} "
                         f"with sequences of at most {seq} tokens")
     out = np.full((len(lengths), seq, logits.shape[1]), fill, dtype=np.float32)
-    out[np.arange(seq)[None, :] < lengths[:, None]] = logits
+    # Each token's logits moved as one opaque item: a boolean scatter of [T, k] float rows is ~20x
+    # slower in numpy than of [T] items of k * 4 bytes (5 ms against 0.25 at 1024 x 384 tokens).
+    item = np.dtype((np.void, 4 * logits.shape[1]))
+    rows = np.ascontiguousarray(logits).view(item).reshape(len(logits))
+    out.view(item).reshape(out.shape[:2])[np.arange(seq)[None, :] < lengths[:, None]] = rows
     return out
 
 

@@ -164,10 +164,30 @@ def test_pack_unpack_round_trip():
         assert (out[b, lengths[b]:] == packing.PAD_LOGIT).all()
     with pytest.raises(UserError, match="do not match"):
         packing.unpack_logits(logits[:-1], pb.cu_seqlens, 8)
+    # a strided float64 view with three columns: copied, converted and scattered the same way
+    wide = rng.standard_normal((17, 6))[:, ::2]
+    out3 = packing.unpack_logits(wide, pb.cu_seqlens, 8, fill=-1.0)
+    assert out3.shape == (4, 8, 3) and out3.dtype == np.float32
+    for b in range(4):
+        np.testing.assert_array_equal(out3[b, :lengths[b]], wide[pb.cu_seqlens[b]:pb.cu_seqlens[b + 1]].astype(np.float32))
+        assert (out3[b, lengths[b]:] == -1.0).all()
+    # a bool mask packs as its 0/1 form does
+    pb_bool = packing.pack(ids, seg, mask.astype(bool))
+    np.testing.assert_array_equal(pb_bool.input_ids, pb.input_ids)
+    np.testing.assert_array_equal(pb_bool.cu_seqlens, pb.cu_seqlens)
+
+
+def test_packing_overhead_script():
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "packing_overhead.py"), "-b", "4", "-s", "16", "-r", "2"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("B=4 S=16 tokens=") and "both" in r.stdout
 
 
 @pytest.mark.parametrize("row, what", [([1, 1, 0, 1], "pad at the end"), ([0, 0, 0, 0], "CLS"),
-                                       ([1, 2, 0, 0], "other than 0 and 1")])
+                                       ([1, 2, 0, 0], "other than 0 and 1"), ([1, 0.5, 0, 0], "other than 0 and 1"),
+                                       ([1, float("nan"), 0, 0], "other than 0 and 1"),
+                                       ([1, 1, 1, -1], "other than 0 and 1"), ([0, 1, 1, 1], "pad at the end")])
 def test_pack_bad_masks(row, what):
     mask = np.array([[1, 1, 1, 1], row])
     with pytest.raises(UserError, match=what):
