@@ -345,8 +345,9 @@ def _tokenize_docs(tokenizer: Tokenizer, docs: list[tuple[str, ...]]) -> list[_D
     n_pieces = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
     first_piece = np.concatenate([[0], np.cumsum(n_pieces)[:-1]]).astype(np.int64)
     all_ids = np.fromiter((i for p in pieces for i in p), dtype=np.int32, count=int(n_pieces.sum()))
-    # Only the ids these passages use (the whole vocabulary's table costs ~20 ms a call).
-    id_to_token = {i: tokenizer.id_to_token(i) for i in np.unique(all_ids).tolist()}
+    # Only the ids these passages use (the whole vocabulary's table costs ~20 ms a call). A set, not
+    # np.unique: that imports numpy.ma on first use, ~13 ms of a user's first question.
+    id_to_token = {i: tokenizer.id_to_token(i) for i in set(all_ids.tolist())}
 
     out = []
     for words in doc_words:
