@@ -82,6 +82,8 @@ def unpack_logits(logits, cu_seqlens, seq: int, fill: float = PAD_LOGIT) -> np.n
         raise UserError(f"packed logits of shape {logits.shape} do not match cu_seqlens ending at {int(cu[-1])} "
                         f"with sequences of at most {seq} tokens")
     out = np.full((len(lengths), seq, logits.shape[1]), fill, dtype=np.float32)
+    if logits.shape[1] == 0:  # nothing to place (and no zero-byte item to view it as)
+        return out
     # Each token's logits moved as one opaque item: a boolean scatter of [T, k] float rows is ~20x
     # slower in numpy than of [T] items of k * 4 bytes (5 ms against 0.25 at 1024 x 384 tokens).
     item = np.dtype((np.void, 4 * logits.shape[1]))

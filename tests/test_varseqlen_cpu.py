@@ -171,6 +171,7 @@ def test_pack_unpack_round_trip():
     for b in range(4):
         np.testing.assert_array_equal(out3[b, :lengths[b]], wide[pb.cu_seqlens[b]:pb.cu_seqlens[b + 1]].astype(np.float32))
         assert (out3[b, lengths[b]:] == -1.0).all()
+    assert packing.unpack_logits(np.zeros((17, 0), np.float32), pb.cu_seqlens, 8).shape == (4, 8, 0)
     # a bool mask packs as its 0/1 form does
     pb_bool = packing.pack(ids, seg, mask.astype(bool))
     np.testing.assert_array_equal(pb_bool.input_ids, pb.input_ids)
