@@ -60,9 +60,8 @@ def parse_args(argv=None, varseqlen: bool = False) -> argparse.Namespace:
         p.error("give -o ENGINE and/or --onnx-out FILE")
     if args.workspace_size is not None and args.workspace_size < 0:
         p.error(f"-w/--workspace-size is in MiB and must be at least 0, got {args.workspace_size}")
-    if cuda_only_options(args) and args.backend == "onnxruntime":
-        p.error(f"-w/-tcf apply to the cuda backend only: with --backend onnxruntime leave out "
-                f"{cuda_only_options(args)}")
+    if (cuda_opts := cuda_only_options(args)) and args.backend == "onnxruntime":
+        p.error(f"-w/-tcf apply to the cuda backend only: with --backend onnxruntime leave out {cuda_opts}")
     if varseqlen:
         for opt, vals in (("-b", args.batch_size), ("-s", args.sequence_length)):
             if vals and len(set(vals)) > 1:
@@ -92,9 +91,9 @@ def main(argv=None, varseqlen: bool = False) -> int:
                   checkpoint_files(args.hf, args.ckpt, args.onnx, args.megatron, args.config_dir,
                                    args.vocab_file))
     backend = (args.backend or default_backend()) if args.output else None  # no GPU probe for ONNX only
-    if cuda_only_options(args) and backend != "cuda":
-        print(f"warning: -w/-tcf apply to the cuda backend's engine build (-o); {cuda_only_options(args)} "
-              "ignored", file=sys.stderr)
+    if (cuda_opts := cuda_only_options(args)) and backend != "cuda":
+        print(f"warning: -w/-tcf apply to the cuda backend's engine build (-o); {cuda_opts} ignored",
+              file=sys.stderr)
     t0 = time.perf_counter()
     ck = load_checkpoint(hf=args.hf, ckpt=args.ckpt, onnx=args.onnx, megatron=args.megatron,
                          config_dir=args.config_dir, vocab=args.vocab_file,

@@ -34,7 +34,11 @@ class PackedBatch:
 
 def lengths_from_mask(input_mask) -> np.ndarray:
     """Valid tokens per row of a [B, S] prefix mask (ones then zeros, at least one 1); UserError otherwise."""
-    mask = np.asarray(input_mask)
+    return _checked_prefix(np.asarray(input_mask))[0]
+
+
+def _checked_prefix(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lengths, the mask as bools) of a valid prefix mask, else UserError (lengths_from_mask's rules)."""
     if mask.ndim != 2 or mask.shape[0] < 1 or mask.shape[1] < 1:
         raise UserError(f"input_mask must be a 2-D [batch, seq] array with at least one token, got shape {mask.shape}")
     lengths = np.count_nonzero(mask, axis=1).astype(np.int64)
@@ -51,7 +55,7 @@ def lengths_from_mask(input_mask) -> np.ndarray:
     empty = np.nonzero(lengths == 0)[0]
     if empty.size:
         raise UserError(f"input_mask row {int(empty[0])} is all zeros; every sequence needs at least its [CLS] token")
-    return lengths
+    return lengths, prefix
 
 
 def cu_seqlens_from_lengths(lengths) -> np.ndarray:
@@ -66,8 +70,7 @@ def pack(input_ids, segment_ids, input_mask) -> PackedBatch:
     if ids.ndim != 2 or ids.shape != seg.shape or ids.shape != mask.shape:
         raise UserError("input_ids, segment_ids and input_mask must be 2-D [batch, seq] arrays of the same shape, "
                         f"got {ids.shape}, {seg.shape} and {mask.shape}")
-    lengths = lengths_from_mask(mask)
-    keep = np.arange(mask.shape[1])[None, :] < lengths[:, None]  # the mask, as bools (it is a prefix mask)
+    lengths, keep = _checked_prefix(mask)
     return PackedBatch(np.ascontiguousarray(ids[keep], dtype=np.int32),
                        np.ascontiguousarray(seg[keep], dtype=np.int32),
                        cu_seqlens_from_lengths(lengths), int(lengths.max()))
