@@ -166,11 +166,8 @@ def main(argv=None) -> int:
     from helpers import cuda_backend
 
     ok, why = cuda_backend.available()
-    if not ok:
-        # The reason's advice after ";" is inference.py's (--backend onnxruntime): not an option here.
-        reason = why.split(";")[0].removeprefix("no usable CUDA GPU").strip(" ()")
-        raise UserError(f"no usable CUDA GPU here ({reason}): this benchmark builds and times cuda engines; "
-                        "run it on a machine with an NVIDIA GPU")
+    if not ok:  # why ends with what to do: build the module, or run on a machine with a GPU
+        raise UserError(f"this benchmark builds and times cuda engines, which cannot run here: {why}")
     out_dir, work = Path(args.out), Path(args.work)
     make_dirs(out_dir, work)
     check_writable(out_dir / "offline_benchmark.json", "results file")
