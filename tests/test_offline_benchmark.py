@@ -140,3 +140,13 @@ def test_command_line_error_is_one_line(tmp_path):
                            "--work", str(tmp_path / "work")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and proc.stderr.startswith("error: no SQuAD file")
+
+
+def test_gpu_session_refuses_an_unknown_step_before_building(tmp_path):
+    """A typo in gpu_session.sh's steps costs one line, not a device build: checked before cmake runs."""
+    run = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_session.sh"), "tests,ofline"], capture_output=True,
+                         text=True, env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path)}, timeout=30)
+    assert run.returncode == 2
+    assert run.stderr == ("error: unknown step 'ofline': use tests, bench, offline, all or build "
+                          "(comma-separated)\n")
+    assert run.stdout == "" and not list(tmp_path.iterdir())
