@@ -23,8 +23,8 @@ def parse_args(argv=None, varseqlen: bool = False) -> argparse.Namespace:
     src = p.add_argument_group("checkpoint (give one)")
     src.add_argument("--hf", metavar="DIR", help="Hugging Face directory (config.json + model.safetensors "
                      "or pytorch_model.bin)")
-    src.add_argument("-m", "--ckpt", metavar="PREFIX", help="TensorFlow checkpoint prefix (model.ckpt); "
-                     "needs the tensorflow extra")
+    src.add_argument("-m", "--ckpt", metavar="PREFIX", help="TensorFlow checkpoint prefix (model.ckpt for "
+                     "model.ckpt.index and .data-*; bert_config.json beside it)")
     src.add_argument("-x", "--onnx", metavar="FILE", help="fake-quant QAT ONNX model")
     src.add_argument("--megatron", metavar="FILE", help="Megatron BERT state-dict pickle")
     p.add_argument("-c", "--config-dir", help="directory with bert_config.json (and vocab.txt)")

@@ -20,8 +20,8 @@ sentence-transformers MiniLM). safetensors is parsed here (a JSON header and raw
 little-endian data), so bf16 is widened to float32 exactly; pytorch_model.bin goes
 through helpers/torch_pickle.py, which never runs pickled code and needs no torch.
 
-TensorFlow (``-m``): Google's BERT / NVIDIA NGC checkpoints read through
-tf.train.load_checkpoint (tensorflow is an optional extra). Variables
+TensorFlow (``-m``): Google's BERT / NVIDIA NGC checkpoints, read by helpers/tf_checkpoint.py
+(the index table and the raw data files; no tensorflow needed). Variables
 bert/embeddings/..., bert/encoder/layer_N/attention/self/query/kernel, ...,
 LayerNorm/gamma|beta, cls/squad/output_weights [2, H] and output_bias (Google's
 run_squad.py). Kernels are [in, out] and are transposed; output_weights already
@@ -111,7 +111,7 @@ from typing import Any
 
 import numpy as np
 
-from helpers import torch_pickle
+from helpers import tf_checkpoint, torch_pickle
 from helpers.config import BertConfig
 from helpers.errors import CheckpointError
 from helpers.weights import LAYER_LINEARS, Weights, check_weights
@@ -186,7 +186,7 @@ def _put(found: dict[str, np.ndarray], canon: str, value: np.ndarray, raw: str, 
 
 def _as_float(a: np.ndarray, what: str) -> np.ndarray:
     a = np.asarray(a)
-    if a.dtype.kind not in "fiu" and a.dtype.name != "bfloat16":  # TF gives ml_dtypes bfloat16
+    if a.dtype.kind not in "fiu" and a.dtype.name != "bfloat16":  # ml_dtypes bfloat16 (onnx may give it)
         raise CheckpointError(f"{what} has non-numeric dtype {a.dtype}")
     return a.astype(np.float32, copy=False)
 
@@ -324,12 +324,6 @@ def _tf_name(name: str) -> tuple[str | None, bool]:
 def load_tf(prefix: str | Path, config_json: str | Path | None = None,
             allow_missing_qa_head: bool = False) -> tuple[BertConfig, Weights]:
     """A Google / NGC TensorFlow BERT checkpoint given by its prefix (…/model.ckpt)."""
-    try:
-        import tensorflow as tf  # optional extra, only needed here
-    except ImportError:
-        raise CheckpointError("reading a TensorFlow checkpoint needs tensorflow: "
-                              "pip install tensorflow-cpu (or convert it to a Hugging Face "
-                              "directory and use --hf)") from None
     prefix = str(prefix)
     if prefix.endswith(".index"):
         prefix = prefix[: -len(".index")]
@@ -338,22 +332,17 @@ def load_tf(prefix: str | Path, config_json: str | Path | None = None,
                               f"{prefix}.data-*; pass the prefix, e.g. .../model.ckpt)")
     config_json = Path(config_json) if config_json else Path(prefix).parent / "bert_config.json"
     cfg = BertConfig.from_json_file(config_json)
-    try:
-        reader = tf.train.load_checkpoint(prefix)
-        names = sorted(reader.get_variable_to_shape_map())
-    except Exception as exc:  # noqa: BLE001 - TF raises its own zoo of errors
-        raise CheckpointError(f"cannot read TensorFlow checkpoint {prefix}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    bundle = tf_checkpoint.Bundle(prefix)
     found: dict[str, np.ndarray] = {}
     unknown = []
-    for name in names:
+    for name in sorted(bundle.entries):
         canon, transpose = _tf_name(name)
         if canon == IGNORE:
             continue
         if canon is None:
             unknown.append(name)
             continue
-        value = _as_float(reader.get_tensor(name), name)
+        value = _as_float(bundle.tensor(name), name)
         _put(found, canon, value.T if transpose else value, name, prefix)
     return cfg, _finish(cfg, found, unknown, prefix, allow_missing_qa_head)
 

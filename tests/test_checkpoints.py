@@ -1,8 +1,8 @@
 """Round trips and refusals of helpers/checkpoints.py (CPU only).
 
 torch and transformers are used here only to WRITE checkpoints the way real tools do;
-the loaders read them without torch. The TensorFlow test needs tensorflow
-(pip install tensorflow-cpu) and is skipped without it.
+the loaders read them without torch. Likewise tensorflow (a test requirement) writes the
+TensorFlow checkpoints, which load_tf reads without it.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from helpers.checkpoints import load_hf, load_megatron, load_qat_onnx, load_tf
 from helpers.config import BertConfig
 from helpers.errors import CheckpointError
 from helpers.weights import expected_shapes, random_weights
+from model_fixtures import write_vocab
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -262,9 +263,8 @@ def test_real_minilm_bare_bert_model():
 
 
 # ------------------------------------------------------------------ TensorFlow
-def test_tf_without_tensorflow_says_how_to_install(monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "tensorflow", None)  # import tensorflow -> ImportError
-    with pytest.raises(CheckpointError, match="pip install tensorflow-cpu"):
+def test_tf_wrong_path_is_told_at_once(tmp_path):
+    with pytest.raises(CheckpointError, match=r"no TensorFlow checkpoint at .*model\.ckpt \(expected"):
         load_tf(tmp_path / "model.ckpt")
 
 
@@ -300,9 +300,18 @@ def test_tf_checkpoint_round_trip(tmp_path):
     tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
                       tensors=[tf.constant(variables[n]) for n in names])
     (tmp_path / "bert_config.json").write_text(json.dumps(dict(SMALL, hidden_act="gelu")))
-    cfg, got = load_tf(prefix)
+    with pytest.MonkeyPatch.context() as mp:  # read without tensorflow: importing it would fail
+        mp.setitem(sys.modules, "tensorflow", None)
+        cfg, got = load_tf(prefix)
     assert cfg == CFG
     _assert_same(got, w)
+    # builder.py -m, as a user runs it: an engine, and nothing of tensorflow's on stderr.
+    write_vocab(tmp_path / "vocab.txt", CFG.vocab_size)
+    run = subprocess.run([sys.executable, str(REPO / "builder.py"), "-m", prefix, "-c", str(tmp_path), "--uncased",
+                          "-o", str(tmp_path / "e.engine"), "--backend", "onnxruntime", "-s", "32"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and (tmp_path / "e.engine").is_file(), run.stderr
+    assert "tensorflow" not in run.stderr.lower() and "oneDNN" not in run.stderr, run.stderr
 
     extra = str(tmp_path / "extra.ckpt")
     tf.raw_ops.SaveV2(prefix=extra, tensor_names=names + ["bert/encoder/layer_0/mystery"],
@@ -806,7 +815,6 @@ def test_hf_config_missing_field(hf_dir, tmp_path):
 
 
 def test_tf_bert_config_goes_through_the_same_checks(tmp_path):
-    pytest.importorskip("tensorflow", reason="tensorflow not installed (pip install tensorflow-cpu)")
     (tmp_path / "model.ckpt.index").write_bytes(os.urandom(64))  # the config is read first
     cfg = _edited_config(tmp_path / "bert_config.json", SMALL, "num_attention_heads", -12)
     with pytest.raises(CheckpointError, match=_config_error(cfg, "num_attention_heads must be a positive")):
