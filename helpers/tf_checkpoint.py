@@ -191,10 +191,12 @@ class Bundle:
                 if key == b"":
                     header = {f: v for f, v in _fields(value, "the bundle header") if isinstance(v, int)}
                     continue
+                if key.startswith(b"\x00"):  # a slice of a partitioned variable (an ordered-code key)
+                    continue
                 try:
                     name = key.decode("utf-8")
-                except UnicodeDecodeError:  # a slice of a partitioned variable: binary keys
-                    continue
+                except UnicodeDecodeError:
+                    raise ValueError(f"the tensor name {key[:40]!r} is not UTF-8") from None
                 entries[name] = _entry(value, name)
         if header is None:
             raise ValueError("no bundle header")

@@ -92,6 +92,23 @@ def test_sharded_checkpoint(tmp_path):
     _assert_equal_to_tf(bundle, _tf_reads(tmp_path / "m.ckpt"))
 
 
+def test_partitioned_variable_is_listed_and_refused(tmp_path):
+    """A variable saved as two slices (a partitioned variable): named, and refused when read."""
+    ones = np.ones((2, 2), np.float32)
+    tf.raw_ops.SaveV2(prefix=str(tmp_path / "p0"), tensor_names=["p", "q"], shape_and_slices=["4 2 0,2:-", ""],
+                      tensors=[tf.constant(ones), tf.constant(np.arange(3, dtype=np.float32))])
+    tf.raw_ops.SaveV2(prefix=str(tmp_path / "p1"), tensor_names=["p"], shape_and_slices=["4 2 2,2:-"],
+                      tensors=[tf.constant(2 * ones)])
+    tf.raw_ops.MergeV2Checkpoints(checkpoint_prefixes=[str(tmp_path / "p0"), str(tmp_path / "p1")],
+                                  destination_prefix=str(tmp_path / "m.ckpt"))
+    bundle = Bundle(tmp_path / "m.ckpt")
+    assert sorted(bundle.entries) == ["p", "q"] and bundle.entries["p"].shape == (4, 2)
+    np.testing.assert_array_equal(bundle.tensor("q"), np.arange(3, dtype=np.float32))
+    with pytest.raises(CheckpointError, match=r"m\.ckpt: p is a partitioned variable, which this reader does "
+                                              r"not join: re-save the checkpoint unpartitioned"):
+        bundle.tensor("p")
+
+
 @pytest.fixture
 def small_ckpt(tmp_path):
     rng = np.random.default_rng(13)
