@@ -321,6 +321,17 @@ def _tf_name(name: str) -> tuple[str | None, bool]:
     return None, False
 
 
+def _tf_prefix_hint(path: Path) -> str:
+    """What to pass instead of a path that is no checkpoint prefix."""
+    if path.is_dir():
+        indexes = sorted(path.glob("*.index"))
+        if indexes:
+            return f"pass the prefix, e.g. {indexes[0].with_suffix('')}"
+        if any((path / f).is_file() for f in _HF_FILES) and (path / "config.json").is_file():
+            return "it is a Hugging Face directory: use --hf"
+    return "pass the prefix, e.g. .../model.ckpt for model.ckpt.index"
+
+
 def load_tf(prefix: str | Path, config_json: str | Path | None = None,
             allow_missing_qa_head: bool = False) -> tuple[BertConfig, Weights]:
     """A Google / NGC TensorFlow BERT checkpoint given by its prefix (…/model.ckpt)."""
@@ -329,7 +340,7 @@ def load_tf(prefix: str | Path, config_json: str | Path | None = None,
         prefix = prefix[: -len(".index")]
     if not Path(prefix + ".index").is_file():
         raise CheckpointError(f"no TensorFlow checkpoint at {prefix} (expected {prefix}.index and "
-                              f"{prefix}.data-*; pass the prefix, e.g. .../model.ckpt)")
+                              f"{prefix}.data-*): {_tf_prefix_hint(Path(prefix))}")
     config_json = Path(config_json) if config_json else Path(prefix).parent / "bert_config.json"
     cfg = BertConfig.from_json_file(config_json)
     bundle = tf_checkpoint.Bundle(prefix)

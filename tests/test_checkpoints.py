@@ -263,9 +263,17 @@ def test_real_minilm_bare_bert_model():
 
 
 # ------------------------------------------------------------------ TensorFlow
-def test_tf_wrong_path_is_told_at_once(tmp_path):
-    with pytest.raises(CheckpointError, match=r"no TensorFlow checkpoint at .*model\.ckpt \(expected"):
+def test_tf_wrong_path_says_what_to_pass(tmp_path, hf_dir):
+    with pytest.raises(CheckpointError) as e:
         load_tf(tmp_path / "model.ckpt")
+    assert str(e.value) == (f"no TensorFlow checkpoint at {tmp_path}/model.ckpt (expected {tmp_path}/model.ckpt.index "
+                            f"and {tmp_path}/model.ckpt.data-*): pass the prefix, e.g. .../model.ckpt for "
+                            "model.ckpt.index")
+    (tmp_path / "bert_model.ckpt.index").write_bytes(b"")  # the directory of a checkpoint
+    with pytest.raises(CheckpointError, match=rf"pass the prefix, e\.g\. {tmp_path}/bert_model\.ckpt$"):
+        load_tf(tmp_path)
+    with pytest.raises(CheckpointError, match=r"\): it is a Hugging Face directory: use --hf$"):
+        load_tf(hf_dir)
 
 
 def test_tf_checkpoint_round_trip(tmp_path):
