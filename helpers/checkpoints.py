@@ -274,6 +274,10 @@ def load_hf(path: str | Path, allow_missing_qa_head: bool = False) -> tuple[Bert
     d = Path(path)
     if not d.is_dir():
         raise CheckpointError(f"no such directory: {d} (--hf takes a Hugging Face model directory)")
+    indexes = sorted(d.glob("*.index"))
+    if not (d / "config.json").is_file() and indexes:
+        raise CheckpointError(f"{d} holds a TensorFlow checkpoint, not a Hugging Face model (no config.json): "
+                              f"use -m {indexes[0].with_suffix('')}")
     cfg = BertConfig.from_json_file(d / "config.json")
     tensors, source = _read_hf_tensors(d)
     found: dict[str, np.ndarray] = {}

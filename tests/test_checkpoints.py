@@ -263,7 +263,7 @@ def test_real_minilm_bare_bert_model():
 
 
 # ------------------------------------------------------------------ TensorFlow
-def test_tf_wrong_path_says_what_to_pass(tmp_path, hf_dir):
+def test_a_path_of_the_wrong_kind_says_what_to_pass(tmp_path, hf_dir):
     with pytest.raises(CheckpointError) as e:
         load_tf(tmp_path / "model.ckpt")
     assert str(e.value) == (f"no TensorFlow checkpoint at {tmp_path}/model.ckpt (expected {tmp_path}/model.ckpt.index "
@@ -274,6 +274,10 @@ def test_tf_wrong_path_says_what_to_pass(tmp_path, hf_dir):
         load_tf(tmp_path)
     with pytest.raises(CheckpointError, match=r"\): it is a Hugging Face directory: use --hf$"):
         load_tf(hf_dir)
+    with pytest.raises(CheckpointError) as e:  # and the other way round
+        load_hf(tmp_path)
+    assert str(e.value) == (f"{tmp_path} holds a TensorFlow checkpoint, not a Hugging Face model (no "
+                            f"config.json): use -m {tmp_path}/bert_model.ckpt")
 
 
 def test_tf_checkpoint_round_trip(tmp_path):
