@@ -536,6 +536,8 @@ def load_qat_onnx(path: str | Path, config_json: str | Path | None = None
     """A fake-quantized (Q/DQ) QAT BERT ONNX: weights, config and INT8 amax ranges."""
     import onnx
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not an ONNX file (-x takes the .onnx file itself)")
     if not path.is_file():
         raise CheckpointError(f"no such file: {path}")
     try:

@@ -332,6 +332,8 @@ def _load_pickle_stream(path: Path) -> Any:
 def load(path: str | Path) -> Any:
     """Unpickle a torch.save file (zip or legacy) or a plain pickle; tensors become numpy arrays."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a torch.save file")
     if not path.is_file():
         raise CheckpointError(f"no such file: {path}")
     if zipfile.is_zipfile(path):

@@ -231,6 +231,11 @@ def test_not_a_checkpoint_and_missing_paths(tmp_path):
         load_hf(d)
     with pytest.raises(CheckpointError, match="no such file"):
         load_megatron(tmp_path / "none.pt")
+    with pytest.raises(CheckpointError, match=rf"^{tmp_path} is a directory, not a torch\.save file$"):
+        load_megatron(tmp_path)
+    with pytest.raises(CheckpointError, match=rf"^{tmp_path} is a directory, not an ONNX file \(-x takes the "
+                                              r"\.onnx file itself\)$"):
+        load_qat_onnx(tmp_path)
     with pytest.raises(CheckpointError, match="not an ONNX model"):
         load_qat_onnx(_pickle_file(tmp_path / "x.onnx", b"\x08\x07garbage" * 50))
     with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
