@@ -114,7 +114,7 @@ import numpy as np
 from helpers import tf_checkpoint, torch_pickle
 from helpers.config import BertConfig
 from helpers.errors import CheckpointError
-from helpers.weights import LAYER_LINEARS, Weights, check_weights
+from helpers.weights import LAYER_LINEARS, Weights, bf16_to_float32, check_weights
 
 IGNORE = "<ignore>"  # a tensor dropped silently (pooler, MLM/NSP heads, optimizer state)
 
@@ -228,7 +228,7 @@ def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
             raise CheckpointError(f"{path}: tensor {name} lies outside the file (truncated?)")
         arr = np.frombuffer(data[begin:end].tobytes(), dtype=dt).reshape(shape)
         if info["dtype"] == "BF16":
-            arr = (arr.astype(np.uint32) << 16).view(np.float32)
+            arr = bf16_to_float32(arr)
         out[name] = arr
     return out
 
@@ -274,10 +274,9 @@ def load_hf(path: str | Path, allow_missing_qa_head: bool = False) -> tuple[Bert
     d = Path(path)
     if not d.is_dir():
         raise CheckpointError(f"no such directory: {d} (--hf takes a Hugging Face model directory)")
-    indexes = sorted(d.glob("*.index"))
-    if not (d / "config.json").is_file() and indexes:
+    if not (d / "config.json").is_file() and (tf_prefix := _tf_prefix_in(d)):
         raise CheckpointError(f"{d} holds a TensorFlow checkpoint, not a Hugging Face model (no config.json): "
-                              f"use -m {indexes[0].with_suffix('')}")
+                              f"use -m {tf_prefix}")
     cfg = BertConfig.from_json_file(d / "config.json")
     tensors, source = _read_hf_tensors(d)
     found: dict[str, np.ndarray] = {}
@@ -325,12 +324,16 @@ def _tf_name(name: str) -> tuple[str | None, bool]:
     return None, False
 
 
+def _tf_prefix_in(directory: Path) -> Path | None:
+    """The prefix of a TensorFlow checkpoint in directory (the first by name), if it holds one."""
+    return next((p.with_suffix("") for p in sorted(directory.glob("*.index"))), None)
+
+
 def _tf_prefix_hint(path: Path) -> str:
     """What to pass instead of a path that is no checkpoint prefix."""
     if path.is_dir():
-        indexes = sorted(path.glob("*.index"))
-        if indexes:
-            return f"pass the prefix, e.g. {indexes[0].with_suffix('')}"
+        if tf_prefix := _tf_prefix_in(path):
+            return f"pass the prefix, e.g. {tf_prefix}"
         if any((path / f).is_file() for f in _HF_FILES) and (path / "config.json").is_file():
             return "it is a Hugging Face directory: use --hf"
     return "pass the prefix, e.g. .../model.ckpt for model.ckpt.index"

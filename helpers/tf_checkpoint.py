@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers.errors import CheckpointError
+from helpers.weights import bf16_to_float32
 
 _MAGIC = 0xDB4775248B80FB57
 _FOOTER = 48
@@ -232,5 +233,5 @@ class Bundle:
             raise CheckpointError(f"{path} is truncated: {name} needs bytes {e.offset}-{e.offset + e.size}, "
                                   "the file ends before")
         if dtype is _BF16:
-            return (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32).reshape(e.shape)
+            return bf16_to_float32(np.frombuffer(raw, "<u2")).reshape(e.shape)
         return np.frombuffer(raw, np.dtype(dtype).newbyteorder("<")).reshape(e.shape)

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from helpers.errors import CheckpointError
+from helpers.weights import bf16_to_float32
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _BF16 = "bfloat16"  # marker: raw uint16 storage to widen to float32
@@ -96,7 +97,7 @@ class _LazyTensor:
                 strides=[s * base.itemsize for s in self.stride], writeable=False)
             out = np.array(view)
         if self.storage.dtype is _BF16:
-            out = (out.astype(np.uint32) << 16).view(np.float32)
+            out = bf16_to_float32(out)
         return out
 
 

@@ -84,6 +84,12 @@ def check_weights(cfg: BertConfig, weights: Weights, source: str = "checkpoint")
     return {n: np.ascontiguousarray(weights[n], dtype=np.float32) for n in shapes}
 
 
+def bf16_to_float32(raw: np.ndarray) -> np.ndarray:
+    """bfloat16 values held as their uint16 bit patterns -> float32, exactly (numpy has no bfloat16;
+    a bfloat16 is the top half of the float32 with the same value)."""
+    return (raw.astype(np.uint32) << 16).view(np.float32)
+
+
 def fuse_qkv(weights: Weights, layer: int) -> tuple[np.ndarray, np.ndarray]:
     """The fused QKV projection of one layer: weight [3H, H] (rows Q, then K, then V), bias [3H]."""
     p = f"layers.{layer}."
